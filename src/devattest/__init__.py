@@ -1,0 +1,1 @@
+"""devattest: device attestation for IoT fleets."""

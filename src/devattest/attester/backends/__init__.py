@@ -1,0 +1,1 @@
+"""devattest attester.backends."""

@@ -1,0 +1,1 @@
+"""devattest cli."""

@@ -1,0 +1,329 @@
+"""One error tree for devattest, named by who is at fault.
+
+* :class:`EvidenceError` - the Attester (or an attacker) sent something malformed.
+* :class:`VerificationError` - the Evidence is well-formed but fails a check:
+  signature, trust chain, freshness, claim rules, Reference Values or Appraisal Policy.
+* :class:`PolicyError` - an Appraisal Policy itself is broken (the operator is at fault).
+* :class:`ConfigurationError` - devattest is misconfigured (the operator is at fault).
+* :class:`StoreError` and :class:`TransportError` - infrastructure failures.
+
+Every error has a stable machine-readable ``code`` (used in EAR reasons, API responses
+and tests) and a human ``diagnostics()``. Misuse of the API by a programmer (calling
+steps out of order, wrong types) raises the ordinary Python exceptions instead.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class DevattestError(Exception):
+    """Root of every error devattest raises on purpose."""
+
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str = "", *, step: str | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        self.message = message or (self.__class__.__doc__ or self.code).strip().splitlines()[0]
+        #: The numbered verification step (e.g. ``"3"``) where the error was raised, if any.
+        self.step = step
+
+    def diagnostics(self) -> str:
+        """A human explanation, suitable for a CLI or a dashboard."""
+        where = f" (step {self.step})" if self.step else ""
+        return f"{self.code}{where}: {self.message}"
+
+
+# --------------------------------------------------------------------------------------
+# The Attester (or an attacker) is at fault: the bytes are not acceptable Evidence.
+# --------------------------------------------------------------------------------------
+class EvidenceError(DevattestError):
+    """The Evidence is malformed."""
+
+    code = "evidence_malformed"
+
+
+class UnsupportedMediaType(EvidenceError):
+    """No evidence scheme is registered for this media type."""
+
+    code = "unsupported_media_type"
+
+
+class TokenTooLarge(EvidenceError):
+    """The token exceeds the configured maximum size."""
+
+    code = "token_too_large"
+
+
+class NestingTooDeep(EvidenceError):
+    """CBOR nesting exceeds the configured maximum depth."""
+
+    code = "nesting_too_deep"
+
+
+class DuplicateMapKey(EvidenceError):
+    """A CBOR map contains the same key twice."""
+
+    code = "duplicate_map_key"
+
+
+class TrailingBytes(EvidenceError):
+    """Bytes follow the end of the CBOR item."""
+
+    code = "trailing_bytes"
+
+
+class TruncatedEvidence(EvidenceError):
+    """The CBOR item ends before its declared length (truncated, or a length claims more
+    bytes than the token holds)."""
+
+    code = "truncated"
+
+
+class InvalidCbor(EvidenceError):
+    """The bytes are not well-formed CBOR."""
+
+    code = "invalid_cbor"
+
+
+class UnexpectedTag(EvidenceError):
+    """A CBOR tag is missing, unexpected or not allowed here."""
+
+    code = "unexpected_tag"
+
+
+class MalformedCose(EvidenceError):
+    """The COSE structure does not have the shape RFC 9052 requires."""
+
+    code = "malformed_cose"
+
+
+class MalformedClaims(EvidenceError):
+    """The claims set is not a well-formed map of the expected types."""
+
+    code = "malformed_claims"
+
+
+# --------------------------------------------------------------------------------------
+# The Evidence is well-formed but a verification check fails.
+# --------------------------------------------------------------------------------------
+class VerificationError(DevattestError):
+    """The Evidence failed verification."""
+
+    code = "verification_failed"
+
+
+class AlgorithmError(VerificationError):
+    """The signing algorithm is missing, unknown, unprotected or does not match the key."""
+
+    code = "algorithm_rejected"
+
+
+class UnknownCriticalHeader(VerificationError):
+    """The COSE ``crit`` header names a parameter this verifier does not understand."""
+
+    code = "unknown_critical_header"
+
+
+class SignatureInvalid(VerificationError):
+    """The signature or MAC does not verify."""
+
+    code = "signature_invalid"
+
+
+class KeyNotFound(VerificationError):
+    """No Trust Anchor matches the Evidence's key identity."""
+
+    code = "key_not_found"
+
+
+class ChainError(VerificationError):
+    """The attestation key's certificate chain is not valid."""
+
+    code = "chain_invalid"
+
+
+class UntrustedChain(ChainError):
+    """The certificate chain does not lead to a trusted Trust Anchor."""
+
+    code = "chain_untrusted"
+
+
+class CertificateExpired(ChainError):
+    """A certificate in the chain is outside its validity period."""
+
+    code = "certificate_expired"
+
+
+class CertificateRevoked(ChainError):
+    """A certificate in the chain is revoked."""
+
+    code = "certificate_revoked"
+
+
+class KeyPurposeError(ChainError):
+    """A certificate lacks the required key usage or key purpose."""
+
+    code = "key_purpose_invalid"
+
+
+class KeyMismatch(ChainError):
+    """The certified key does not match the key identity the Evidence claims."""
+
+    code = "key_mismatch"
+
+
+class HardwareBackingRequired(VerificationError):
+    """The Appraisal Policy requires a hardware-backed attestation key."""
+
+    code = "hardware_backing_required"
+
+
+class FreshnessError(VerificationError):
+    """The Evidence is not fresh."""
+
+    code = "not_fresh"
+
+
+class NonceMismatch(FreshnessError):
+    """The Evidence's nonce is not the one the Verifier issued."""
+
+    code = "nonce_mismatch"
+
+
+class NonceReplayed(FreshnessError):
+    """The nonce was already consumed."""
+
+    code = "nonce_replayed"
+
+
+class NonceExpired(FreshnessError):
+    """The nonce expired before the Evidence arrived."""
+
+    code = "nonce_expired"
+
+
+class TokenExpired(FreshnessError):
+    """The token's ``exp`` is in the past, or its ``iat`` in the future."""
+
+    code = "token_expired"
+
+
+class ClaimsError(VerificationError):
+    """A claim breaks the rules of the Evidence's profile."""
+
+    code = "claims_invalid"
+
+
+class MissingClaim(ClaimsError):
+    """A claim the profile makes mandatory is absent."""
+
+    code = "missing_claim"
+
+
+class InvalidClaim(ClaimsError):
+    """A claim has the wrong type, length or value."""
+
+    code = "invalid_claim"
+
+
+class UnknownProfile(ClaimsError):
+    """The token names a profile this scheme does not implement."""
+
+    code = "unknown_profile"
+
+
+class ReferenceValueError(VerificationError):
+    """The claims do not match the Reference Values."""
+
+    code = "reference_value_mismatch"
+
+
+class NoReferenceValues(ReferenceValueError):
+    """No Reference Values are provisioned for this device class."""
+
+    code = "no_reference_values"
+
+
+class UnknownMeasurement(ReferenceValueError):
+    """A measurement is not among the Reference Values."""
+
+    code = "unknown_measurement"
+
+
+class SignerMismatch(ReferenceValueError):
+    """A component's signer ID is not among the Reference Values."""
+
+    code = "signer_mismatch"
+
+
+class RollbackDetected(ReferenceValueError):
+    """A component's version or security version is below the minimum."""
+
+    code = "rollback_detected"
+
+
+class MissingComponent(ReferenceValueError):
+    """A component the Reference Values require is not measured."""
+
+    code = "missing_component"
+
+
+class LifecycleNotAllowed(ReferenceValueError):
+    """The security lifecycle state is not allowed."""
+
+    code = "lifecycle_not_allowed"
+
+
+class PolicyViolation(VerificationError):
+    """The Appraisal Policy rejected the Evidence."""
+
+    code = "policy_violation"
+
+
+# --------------------------------------------------------------------------------------
+# The operator is at fault.
+# --------------------------------------------------------------------------------------
+class PolicyError(DevattestError):
+    """An Appraisal Policy is malformed or failed to evaluate."""
+
+    code = "policy_error"
+
+
+class ConfigurationError(DevattestError):
+    """devattest is misconfigured."""
+
+    code = "configuration_error"
+
+
+class RegistryConflict(ConfigurationError):
+    """Two evidence schemes claim the same media type or name."""
+
+    code = "registry_conflict"
+
+
+class ProvisioningError(DevattestError):
+    """Provisioned material (Trust Anchors, Reference Values, CoRIM) is invalid."""
+
+    code = "provisioning_invalid"
+
+
+# --------------------------------------------------------------------------------------
+# Infrastructure.
+# --------------------------------------------------------------------------------------
+class StoreError(DevattestError):
+    """The store failed."""
+
+    code = "store_error"
+
+
+class TransportError(DevattestError):
+    """The transport (HTTP client, MQTT) failed."""
+
+    code = "transport_error"
+
+
+class SecureElementError(DevattestError):
+    """The secure element (TPM, PKCS#11 token) failed or refused an operation."""
+
+    code = "secure_element_error"

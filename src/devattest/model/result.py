@@ -1,0 +1,123 @@
+"""Attestation Results, shaped as EAR (draft-ietf-rats-ear) with an AR4SI trustworthiness
+vector (draft-ietf-rats-ar4si)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+
+class Status(str, Enum):
+    """EAR ``ear_status`` / AR4SI trust tier."""
+
+    NONE = "none"
+    AFFIRMING = "affirming"
+    WARNING = "warning"
+    CONTRAINDICATED = "contraindicated"
+
+    @property
+    def tier(self) -> int:
+        return _TIER[self]
+
+    @classmethod
+    def from_claim(cls, value: int) -> Status:
+        """The tier a trustworthiness claim value falls in (AR4SI section 2.3.1)."""
+        if -1 <= value <= 1:
+            return cls.NONE
+        if 2 <= value <= 31 or -32 <= value <= -2:
+            return cls.AFFIRMING
+        if 32 <= value <= 95 or -96 <= value <= -33:
+            return cls.WARNING
+        return cls.CONTRAINDICATED
+
+
+_TIER = {Status.NONE: 0, Status.AFFIRMING: 2, Status.WARNING: 32, Status.CONTRAINDICATED: 96}
+
+
+@dataclass(frozen=True, slots=True)
+class TrustVector:
+    """The eight AR4SI trustworthiness claims. ``None`` means "no claim"."""
+
+    instance_identity: int | None = None
+    configuration: int | None = None
+    executables: int | None = None
+    file_system: int | None = None
+    hardware: int | None = None
+    runtime_opaque: int | None = None
+    storage_opaque: int | None = None
+    sourced_data: int | None = None
+
+    def worst_status(self) -> Status:
+        """The overall status: the worst tier of any claim that is set."""
+        worst = Status.NONE
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            s = Status.from_claim(v)
+            if s.tier > worst.tier:
+                worst = s
+        return worst
+
+    def as_ear(self) -> dict[str, int]:
+        """EAR JSON names (hyphenated), omitting unset claims."""
+        return {
+            f.name.replace("_", "-"): getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierId:
+    """EAR ``ear_verifier_id``."""
+
+    developer: str = "https://github.com/devattest/devattest"
+    build: str = "devattest 0.1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Appraisal:
+    """The appraisal of one attesting environment: one EAR ``submods`` entry."""
+
+    status: Status
+    trust_vector: TrustVector
+    #: Stable reason codes (from :mod:`devattest.errors`) with their human text.
+    reasons: tuple[tuple[str, str], ...] = ()
+    appraisal_policy_id: str | None = None
+    #: Claims the Verifier vouches for (EAR ``ear_veraison.annotated-evidence``-like).
+    annotated_evidence: Mapping[str, Any] = field(default_factory=dict)
+    #: The numbered verification step that failed, if any.
+    failed_step: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationResult:
+    """An Attestation Result (RFC 9334 section 8.4), shaped as an EAR.
+
+    ``status`` is the overall ``ear_status``: the worst of the submodules.
+    """
+
+    status: Status
+    submods: Mapping[str, Appraisal]
+    iat: int
+    exp: int | None = None
+    nonce: bytes | None = None
+    verifier_id: VerifierId = field(default_factory=VerifierId)
+    profile: str = "tag:ietf.org,2026:rats/ear#03"
+    #: SHA-256 of the Evidence bytes.
+    evidence_digest: bytes | None = None
+    media_type: str | None = None
+
+    @property
+    def reasons(self) -> tuple[tuple[str, str], ...]:
+        out: list[tuple[str, str]] = []
+        for sub in self.submods.values():
+            out.extend(sub.reasons)
+        return tuple(out)
+
+    @property
+    def affirming(self) -> bool:
+        return self.status is Status.AFFIRMING

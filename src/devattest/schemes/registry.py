@@ -1,0 +1,86 @@
+"""Registry of evidence schemes keyed by media type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from devattest.errors import RegistryConflict, UnsupportedMediaType
+from devattest.schemes._base import EvidenceScheme
+
+
+def normalise_media_type(media_type: str) -> str:
+    """Lower-case the type, strip spaces around ``;`` and ``=``, keep parameter quoting."""
+    parts = [p.strip() for p in media_type.split(";")]
+    head = parts[0].lower()
+    params = []
+    for p in parts[1:]:
+        if not p:
+            continue
+        k, _, v = p.partition("=")
+        params.append(f"{k.strip().lower()}={v.strip()}")
+    return "; ".join([head, *params])
+
+
+class SchemeRegistry:
+    """Maps media types to schemes. Overlapping registrations are refused."""
+
+    def __init__(self, schemes: Iterable[EvidenceScheme] = ()) -> None:
+        self._by_media_type: dict[str, EvidenceScheme] = {}
+        self._by_name: dict[str, EvidenceScheme] = {}
+        for s in schemes:
+            self.register(s)
+
+    def register(self, scheme: EvidenceScheme) -> None:
+        """Add a scheme.
+
+        Raises:
+            RegistryConflict: the name or one of the media types is already registered.
+        """
+        if scheme.name in self._by_name:
+            raise RegistryConflict(f"scheme name {scheme.name!r} is already registered")
+        mts = [normalise_media_type(m) for m in scheme.media_types]
+        for mt in mts:
+            if mt in self._by_media_type:
+                other = self._by_media_type[mt].name
+                raise RegistryConflict(f"media type {mt!r} is already handled by {other!r}")
+        for mt in mts:
+            self._by_media_type[mt] = scheme
+        self._by_name[scheme.name] = scheme
+
+    def for_media_type(self, media_type: str) -> EvidenceScheme:
+        """Raises: UnsupportedMediaType."""
+        scheme = self._by_media_type.get(media_type)
+        if scheme is None:
+            scheme = self._by_media_type.get(normalise_media_type(media_type))
+        if scheme is None:
+            raise UnsupportedMediaType(f"no evidence scheme for media type {media_type!r}")
+        return scheme
+
+    def by_name(self, name: str) -> EvidenceScheme:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnsupportedMediaType(f"no evidence scheme named {name!r}") from None
+
+    @property
+    def media_types(self) -> tuple[str, ...]:
+        return tuple(self._by_media_type)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._by_name)
+
+
+def default_registry() -> SchemeRegistry:
+    """A registry with every built-in scheme (psa, eat, and tpm when available)."""
+    from devattest.schemes.eat import EatScheme  # noqa: PLC0415
+    from devattest.schemes.psa import PsaScheme  # noqa: PLC0415
+
+    schemes: list[EvidenceScheme] = [PsaScheme(), EatScheme()]
+    try:
+        from devattest.schemes.tpm import TpmQuoteScheme  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - tpm scheme lands separately
+        pass
+    else:
+        schemes.append(TpmQuoteScheme())
+    return SchemeRegistry(schemes)
