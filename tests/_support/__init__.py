@@ -1,0 +1,1 @@
+"""Test-support helpers (private simulators, fixtures)."""

@@ -1,0 +1,5 @@
+"""Fixtures for integration tests: private simulators started on free ports."""
+
+pytest_plugins = [
+    "tests._support.swtpm",
+]
