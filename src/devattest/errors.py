@@ -290,6 +290,12 @@ class PolicyError(DevattestError):
     code = "policy_error"
 
 
+class VerifierMalfunction(DevattestError):
+    """The Verifier failed internally (AR4SI -1); the Evidence was not appraised."""
+
+    code = "verifier_malfunction"
+
+
 class ConfigurationError(DevattestError):
     """devattest is misconfigured."""
 

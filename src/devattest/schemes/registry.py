@@ -73,12 +73,12 @@ class SchemeRegistry:
 
 def default_registry() -> SchemeRegistry:
     """A registry with every built-in scheme (psa, eat, and tpm when available)."""
-    from devattest.schemes.eat import EatScheme  # noqa: PLC0415
-    from devattest.schemes.psa import PsaScheme  # noqa: PLC0415
+    from devattest.schemes.eat import EatScheme
+    from devattest.schemes.psa import PsaScheme
 
     schemes: list[EvidenceScheme] = [PsaScheme(), EatScheme()]
     try:
-        from devattest.schemes.tpm import TpmQuoteScheme  # noqa: PLC0415
+        from devattest.schemes.tpm import TpmQuoteScheme
     except ImportError:  # pragma: no cover - tpm scheme lands separately
         pass
     else:

@@ -1,0 +1,392 @@
+"""The pure appraisal core: Evidence bytes in, an Attestation Result out.
+
+One fixed pipeline (RFC 9334 section 3 background-check model; steps numbered once here and
+tagged where they happen):
+
+1. Parse the Evidence under strict limits, with the scheme the media type selects.
+2. Find the attesting key: Trust Anchor by Instance ID or ``kid``, or a certificate chain
+   (``x5chain``) validated at ``now`` and bound to the claimed Instance ID.
+3. Verify the signature (or MAC) over the Evidence.
+4. Check freshness: the Evidence's nonce equals the Verifier's, compared in constant time.
+5. Apply the profile's claim rules (mandatory claims, lengths, lifecycle, ``iat``/``exp``).
+6. Appraise the claims against the Reference Values of the device class.
+7. Apply the Appraisal Policy, which may veto or adjust the trustworthiness vector.
+
+No I/O, no clock, no globals: everything comes in as an argument. ``verify`` never raises for
+bad Evidence; it returns a contraindicated result that says why. ``verify_strict`` raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from devattest.errors import (
+    DevattestError,
+    KeyMismatch,
+    KeyNotFound,
+    NonceMismatch,
+    NoReferenceValues,
+    PolicyViolation,
+    ReferenceValueError,
+    TokenTooLarge,
+    VerifierMalfunction,
+)
+from devattest.model import (
+    DEFAULT_LIMITS,
+    DEFAULT_OPTIONS,
+    Appraisal,
+    AttestationResult,
+    DecodeLimits,
+    KeyAnchor,
+    KeyHints,
+    ReferenceValues,
+    Status,
+    TrustAnchors,
+    TrustVector,
+    VerifierId,
+    VerifyOptions,
+    ar4si,
+)
+from devattest.policy._base import AppraisalPolicy, PolicyInput
+from devattest.schemes import EvidenceScheme, SchemeRegistry, default_registry
+from devattest.verifier._refvals import appraise_reference_values
+from devattest.verifier._trustvector import claim_for_error, worse
+
+#: Default lifetime of an Attestation Result (EAR ``exp - iat``), in seconds.
+DEFAULT_RESULT_TTL = 3600
+DEFAULT_VERIFIER_ID = VerifierId()
+
+
+@cache
+def _default_registry() -> SchemeRegistry:
+    return default_registry()
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    evidence: bytes
+    media_type: str
+    expected_nonce: bytes
+    now: int
+    verifier_id: VerifierId
+    result_ttl: int
+
+
+def _as_epoch(now: datetime | int | float) -> int:
+    if isinstance(now, datetime):
+        if now.tzinfo is None:
+            raise TypeError("now must be timezone-aware")
+        return int(now.timestamp())
+    return int(now)
+
+
+def _as_datetime(now: datetime | int | float) -> datetime:
+    if isinstance(now, datetime):
+        return now
+    return datetime.fromtimestamp(now, UTC)
+
+
+def find_key(scheme: EvidenceScheme, decoded: Any, anchors: TrustAnchors, *,
+             now: datetime | int | float) -> KeyAnchor:
+    """Step 2: find the Trust Anchor for the attesting key (RFC 9334 section 7.1).
+
+    Order: an anchor registered for the claimed Instance ID; one registered for the COSE
+    ``kid``; a certificate chain from ``x5chain`` validated against the CA anchors at ``now``
+    (and, where the scheme defines one, bound to the claimed Instance ID); finally a single
+    unbound anchor (a key given explicitly, e.g. ``devattest verify --key``).
+
+    Raises:
+        KeyNotFound: nothing matches.
+        ChainError: the chain is invalid (a subclass says why).
+        KeyMismatch: the certified key does not match the claimed Instance ID.
+    """
+    hints: KeyHints = decoded.key_hints
+    # 2.1: by Instance ID (PSA RFC 9783 section 4.2.1; EAT ueid RFC 9711 section 4.2.1).
+    if hints.instance_id is not None:
+        anchor = anchors.by_instance_id(hints.instance_id)
+        if anchor is not None:
+            return anchor
+    # 2.2: by COSE kid (RFC 9052 section 3.1, label 4).
+    if hints.kid is not None:
+        anchor = anchors.by_kid(hints.kid)
+        if anchor is not None:
+            return anchor
+    # 2.3: by certificate chain (RFC 9360 x5chain, label 33) to a CA Trust Anchor.
+    if hints.x5chain and anchors.certificates:
+        from devattest.crypto.chain import validate_chain
+
+        certified: KeyAnchor = validate_chain(hints.x5chain, anchors, now=_as_datetime(now))
+        if hints.instance_id is not None:
+            implied = scheme.instance_id_for_key(certified)
+            if implied is not None and not hmac.compare_digest(implied, hints.instance_id):
+                raise KeyMismatch(
+                    "the certified key does not match the token's Instance ID", step="2.3")
+        return certified
+    # 2.4: a single unbound anchor is the Trust Anchor for this token.
+    unbound = [a for a in anchors.keys if a.instance_id is None and a.kid is None]
+    if len(unbound) == 1:
+        return unbound[0]
+    what = []
+    if hints.instance_id is not None:
+        what.append(f"instance ID {hints.instance_id.hex()}")
+    if hints.kid is not None:
+        what.append(f"kid {hints.kid.hex()}")
+    if hints.x5chain:
+        what.append("an x5chain" + ("" if anchors.certificates else " (no CA anchors)"))
+    raise KeyNotFound(
+        "no Trust Anchor for " + (", ".join(what) if what else "a token without key hints"),
+        step="2")
+
+
+def _check_nonce(carried: Any, expected: bytes) -> None:
+    # Step 4: freshness (RFC 9334 section 10; RFC 9711 section 4.1 eat_nonce). Constant time.
+    if isinstance(carried, bytes):
+        if hmac.compare_digest(carried, expected):
+            return
+    elif isinstance(carried, (list, tuple)):
+        ok = False
+        for n in carried:
+            if isinstance(n, bytes) and hmac.compare_digest(n, expected):
+                ok = True
+        if ok:
+            return
+    elif carried is None:
+        raise NonceMismatch("the Evidence carries no nonce", step="4")
+    raise NonceMismatch("the Evidence's nonce is not the one the Verifier issued", step="4")
+
+
+def _appraise(evidence: bytes, ctx: _Context, *, scheme: EvidenceScheme,
+              trust_anchors: TrustAnchors, reference_values: ReferenceValues | None,
+              policy: AppraisalPolicy, limits: DecodeLimits, options: VerifyOptions
+              ) -> AttestationResult:
+    if trust_anchors.empty:
+        raise KeyNotFound("the Trust Anchor set is empty: nothing can be trusted", step="2")
+    # Step 1: parse (RFC 9052 section 4.2 / RFC 8392 section 7; scheme-specific profile).
+    if len(evidence) > limits.max_token_size:
+        raise TokenTooLarge(
+            f"token is {len(evidence)} bytes, the limit is {limits.max_token_size}", step="1")
+    decoded = scheme.decode(evidence, limits=limits, options=options)
+    # Step 2: find the attesting key.
+    key = find_key(scheme, decoded, trust_anchors, now=ctx.now)
+    # Step 3: signature or MAC (RFC 9052 sections 4.4 and 6.3).
+    notices = scheme.verify_integrity(decoded, key, options=options)
+    # Step 4: freshness.
+    _check_nonce(decoded.nonce, ctx.expected_nonce)
+    # Step 5: the profile's claim rules.
+    claims = scheme.extract_claims(decoded, now=ctx.now, options=options)
+
+    tv: dict[str, int | None] = {
+        "instance_identity": ar4si.TRUSTWORTHY_INSTANCE,
+        "hardware": ar4si.GENUINE_HARDWARE if key.hardware_backed else None,
+        "executables": None,
+        "configuration": None,
+    }
+    reasons: list[tuple[str, str]] = []
+    for f in claims.findings:
+        tv[f.claim] = worse(tv.get(f.claim), f.value)
+        reasons.append((f.code, f.message))
+
+    # Step 6: Reference Values (RFC 9334 section 8.3).
+    matched = False
+    if reference_values is not None:
+        refs = reference_values.for_class(claims.class_id)
+        problems: list[ReferenceValueError]
+        if refs is None:
+            cid = claims.class_id
+            shown = cid.hex() if isinstance(cid, bytes) else str(cid)
+            problems = [NoReferenceValues(
+                f"no Reference Values for device class {shown}", step="6")]
+        else:
+            problems = appraise_reference_values(claims, refs)
+        if problems:
+            for p in problems:
+                c, v = claim_for_error(p)
+                tv[c] = worse(tv.get(c), v)
+                reasons.append((p.code, p.message))
+        else:
+            matched = True
+            tv["executables"] = worse(tv["executables"], ar4si.APPROVED_RUNTIME)
+            if claims.security_lifecycle is not None and refs is not None \
+                    and refs.allowed_lifecycles is not None:
+                tv["configuration"] = worse(tv["configuration"], ar4si.APPROVED_CONFIG)
+    vector = TrustVector(**tv)
+
+    # Step 7: Appraisal Policy (RFC 9334 section 8.5).
+    decision = policy.evaluate(PolicyInput(
+        scheme=scheme.name, media_type=ctx.media_type, claims=claims, trust_vector=vector,
+        key=key, reference_values_matched=matched))
+    if decision.trust_vector is not None:
+        vector = decision.trust_vector
+    status = vector.worst_status()
+    if not decision.allow:
+        status = Status.CONTRAINDICATED
+        why = "; ".join(decision.reasons) or "the Appraisal Policy rejected the Evidence"
+        veto = PolicyViolation(why, step="7")
+        reasons.append((veto.code, veto.message))
+    elif status is Status.NONE:
+        status = Status.CONTRAINDICATED
+        reasons.append(("no_trust_claims", "no trustworthiness claim could be made"))
+
+    annotated: dict[str, Any] = {"claims": claims.raw, "profile": claims.profile,
+                                 "key": key.label or key.authority}
+    all_notices = (*notices, *claims.annotations)
+    if all_notices:
+        annotated["notices"] = list(all_notices)
+    sub = Appraisal(status=status, trust_vector=vector, reasons=tuple(reasons),
+                    appraisal_policy_id=policy.policy_id, annotated_evidence=annotated)
+    return _result(ctx, scheme.name, sub)
+
+
+def _result(ctx: _Context, submod: str, sub: Appraisal) -> AttestationResult:
+    return AttestationResult(
+        status=sub.status, submods={submod: sub}, iat=ctx.now, exp=ctx.now + ctx.result_ttl,
+        nonce=ctx.expected_nonce, verifier_id=ctx.verifier_id,
+        evidence_digest=hashlib.sha256(ctx.evidence).digest(), media_type=ctx.media_type)
+
+
+def contraindicated_result(error: DevattestError, *, evidence: bytes, media_type: str,
+                           expected_nonce: bytes, now: datetime | int | float,
+                           submod: str = "evidence", policy_id: str | None = None,
+                           verifier_id: VerifierId = DEFAULT_VERIFIER_ID,
+                           result_ttl: int = DEFAULT_RESULT_TTL) -> AttestationResult:
+    """The Attestation Result for Evidence that failed: contraindicated, with the reason.
+
+    Used by :func:`verify` and by callers that reject Evidence before appraisal (a replayed
+    nonce in the service, for instance) so that every outcome is a result.
+    """
+    ctx = _Context(evidence, media_type, expected_nonce, _as_epoch(now), verifier_id,
+                   result_ttl)
+    claim, value = claim_for_error(error)
+    vector = TrustVector(**{claim: value})
+    sub = Appraisal(status=Status.CONTRAINDICATED, trust_vector=vector,
+                    reasons=((error.code, error.message),), appraisal_policy_id=policy_id,
+                    failed_step=error.step)
+    return _result(ctx, submod, sub)
+
+
+def verify(evidence: bytes, *, media_type: str, expected_nonce: bytes,
+           trust_anchors: TrustAnchors, reference_values: ReferenceValues | None,
+           policy: AppraisalPolicy, now: datetime | int | float,
+           registry: SchemeRegistry | None = None, limits: DecodeLimits = DEFAULT_LIMITS,
+           options: VerifyOptions = DEFAULT_OPTIONS,
+           verifier_id: VerifierId = DEFAULT_VERIFIER_ID,
+           result_ttl: int = DEFAULT_RESULT_TTL) -> AttestationResult:
+    """Appraise Evidence and return an Attestation Result. Never raises for bad Evidence.
+
+    Args:
+        evidence: the raw Evidence bytes.
+        media_type: selects the evidence scheme (e.g. ``application/psa-attestation-token``).
+        expected_nonce: the nonce the Verifier issued for this Evidence (freshness is never
+            optional).
+        trust_anchors: keys and CA certificates trusted for attesting keys.
+        reference_values: Reference Values, or None to skip step 6 (executables claim is then
+            left unset and the result says so).
+        policy: the Appraisal Policy.
+        now: the time of appraisal (timezone-aware datetime or POSIX seconds).
+        registry: evidence schemes; the built-in ones by default.
+        limits: decoding limits.
+        options: verification options (legacy relaxations are reported in the result).
+        verifier_id: identifies this Verifier in the result.
+        result_ttl: seconds until the result's ``exp``.
+
+    Returns:
+        The result. Bad Evidence yields ``Status.CONTRAINDICATED`` with the reason; an
+        internal error yields a contraindicated "verifier malfunction" (-1) result.
+
+    Raises:
+        UnsupportedMediaType: never; an unknown media type is a contraindicated result. Use
+            ``registry.for_media_type`` first to answer 415 before appraisal.
+    """
+    try:
+        return verify_strict(
+            evidence, media_type=media_type, expected_nonce=expected_nonce,
+            trust_anchors=trust_anchors, reference_values=reference_values, policy=policy,
+            now=now, registry=registry, limits=limits, options=options,
+            verifier_id=verifier_id, result_ttl=result_ttl)
+    except DevattestError as err:
+        return contraindicated_result(
+            err, evidence=evidence, media_type=media_type, expected_nonce=expected_nonce,
+            now=now, policy_id=getattr(policy, "policy_id", None), verifier_id=verifier_id,
+            result_ttl=result_ttl)
+    except Exception as err:
+        malfunction = VerifierMalfunction(f"{type(err).__name__}: {err}")
+        return contraindicated_result(
+            malfunction, evidence=evidence, media_type=media_type,
+            expected_nonce=expected_nonce, now=now, verifier_id=verifier_id,
+            result_ttl=result_ttl)
+
+
+def verify_strict(evidence: bytes, *, media_type: str, expected_nonce: bytes,
+                  trust_anchors: TrustAnchors, reference_values: ReferenceValues | None,
+                  policy: AppraisalPolicy, now: datetime | int | float,
+                  registry: SchemeRegistry | None = None,
+                  limits: DecodeLimits = DEFAULT_LIMITS,
+                  options: VerifyOptions = DEFAULT_OPTIONS,
+                  verifier_id: VerifierId = DEFAULT_VERIFIER_ID,
+                  result_ttl: int = DEFAULT_RESULT_TTL) -> AttestationResult:
+    """Like :func:`verify`, but a failure of steps 1-5 raises instead of returning.
+
+    Reference-Value mismatches and policy vetoes still return a (non-affirming) result,
+    because they are appraisal outcomes, not errors.
+
+    Raises:
+        EvidenceError: the Evidence is malformed (a subclass says how).
+        VerificationError: a verification step failed (a subclass says which).
+        PolicyError: the Appraisal Policy itself is broken.
+    """
+    if not isinstance(expected_nonce, bytes) or not expected_nonce:
+        raise TypeError("expected_nonce must be non-empty bytes: freshness is not optional")
+    reg = registry if registry is not None else _default_registry()
+    ctx = _Context(evidence, media_type, expected_nonce, _as_epoch(now), verifier_id,
+                   result_ttl)
+    scheme = reg.for_media_type(media_type)
+    return _appraise(evidence, ctx, scheme=scheme, trust_anchors=trust_anchors,
+                     reference_values=reference_values, policy=policy, limits=limits,
+                     options=options)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedResult:
+    """An Attestation Result and its signed EAR (JWT)."""
+
+    result: AttestationResult
+    ear_jwt: str
+
+
+def verify_and_sign(evidence: bytes, *, media_type: str, expected_nonce: bytes,
+                    trust_anchors: TrustAnchors, reference_values: ReferenceValues | None,
+                    policy: AppraisalPolicy, now: datetime | int | float, signing_key: Any,
+                    signing_kid: str | None = None, registry: SchemeRegistry | None = None,
+                    limits: DecodeLimits = DEFAULT_LIMITS,
+                    options: VerifyOptions = DEFAULT_OPTIONS,
+                    verifier_id: VerifierId = DEFAULT_VERIFIER_ID,
+                    result_ttl: int = DEFAULT_RESULT_TTL) -> SignedResult:
+    """Appraise and sign the result as an EAR JWT (ES256). Never raises for bad Evidence.
+
+    Raises:
+        ConfigurationError: the signing key is unusable (the operator's fault).
+    """
+    from devattest.ear import sign_ear_jwt
+
+    result = verify(evidence, media_type=media_type, expected_nonce=expected_nonce,
+                    trust_anchors=trust_anchors, reference_values=reference_values,
+                    policy=policy, now=now, registry=registry, limits=limits,
+                    options=options, verifier_id=verifier_id, result_ttl=result_ttl)
+    return SignedResult(result=result,
+                        ear_jwt=sign_ear_jwt(result, signing_key, kid=signing_kid))
+
+
+__all__ = [
+    "DEFAULT_RESULT_TTL",
+    "SignedResult",
+    "contraindicated_result",
+    "find_key",
+    "verify",
+    "verify_and_sign",
+    "verify_strict",
+]
