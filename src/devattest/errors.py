@@ -314,6 +314,73 @@ class ProvisioningError(DevattestError):
     code = "provisioning_invalid"
 
 
+class ProvisioningSchemaError(ProvisioningError):
+    """A provisioning document (devattest JSON/YAML) breaks its schema.
+
+    ``path`` names the offending field, e.g. ``reference_values[0].components[1].signer_ids[0]``.
+    """
+
+    code = "provisioning_schema_invalid"
+
+    def __init__(self, message: str = "", *, path: str = "", step: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message, step=step)
+        self.path = path
+
+
+class CorimError(ProvisioningError):
+    """A CoRIM (draft-ietf-rats-corim) is invalid.
+
+    ``reason`` is a stable machine-readable sub-code naming the exact defect (e.g.
+    ``psa_class_id_type``); tests and API responses match on it.
+    """
+
+    code = "corim_invalid"
+
+    def __init__(self, message: str = "", *, reason: str = "", step: str | None = None) -> None:
+        super().__init__(message, step=step)
+        self.reason = reason or self.code
+
+    def diagnostics(self) -> str:
+        where = f" (step {self.step})" if self.step else ""
+        return f"{self.code}/{self.reason}{where}: {self.message}"
+
+
+class CorimMalformed(CorimError):
+    """The CoRIM is not well-formed CBOR, breaks the CoRIM/CoMID CDDL or a decoding limit."""
+
+    code = "corim_malformed"
+
+
+class CorimUnsupported(CorimError):
+    """The CoRIM is well-formed but uses a feature devattest does not implement."""
+
+    code = "corim_unsupported"
+
+
+class CorimSignatureInvalid(CorimError):
+    """The COSE_Sign1 signature over the CoRIM does not verify."""
+
+    code = "corim_signature_invalid"
+
+
+class CorimSignatureRequired(CorimError):
+    """The caller requires a signed and verified CoRIM, and this one is not."""
+
+    code = "corim_signature_required"
+
+
+class CorimProfileViolation(CorimError):
+    """A CoMID triple breaks the rules of the CoRIM profile (e.g. the PSA profile)."""
+
+    code = "corim_profile_violation"
+
+
+class CorimNotValid(CorimError):
+    """The CoRIM or its signature is outside its validity period."""
+
+    code = "corim_not_valid_now"
+
+
 # --------------------------------------------------------------------------------------
 # Infrastructure.
 # --------------------------------------------------------------------------------------
