@@ -382,6 +382,46 @@ class CorimNotValid(CorimError):
 
 
 # --------------------------------------------------------------------------------------
+# A Relying Party is handed an Attestation Result (EAR) it cannot accept: the Verifier that
+# issued it, or an attacker, is at fault.
+# --------------------------------------------------------------------------------------
+class ResultError(DevattestError):
+    """An Attestation Result (EAR) is malformed or fails verification."""
+
+    code = "result_invalid"
+
+
+class MalformedResult(ResultError):
+    """The EAR is not a well-formed token or claims-set (draft-ietf-rats-ear section 3)."""
+
+    code = "result_malformed"
+
+
+class UnknownResultProfile(ResultError):
+    """The EAR names an ``eat_profile`` this Relying Party does not implement."""
+
+    code = "result_profile_unknown"
+
+
+class ResultAlgorithmRejected(ResultError):
+    """The EAR's signing algorithm is missing, not allowed, or does not match the key."""
+
+    code = "result_algorithm_rejected"
+
+
+class ResultSignatureInvalid(ResultError):
+    """The EAR's signature does not verify with the Verifier's key."""
+
+    code = "result_signature_invalid"
+
+
+class ResultExpired(ResultError):
+    """The EAR is expired, not yet valid, or issued in the future."""
+
+    code = "result_expired"
+
+
+# --------------------------------------------------------------------------------------
 # Infrastructure.
 # --------------------------------------------------------------------------------------
 class StoreError(DevattestError):

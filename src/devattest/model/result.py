@@ -91,6 +91,17 @@ class Appraisal:
     annotated_evidence: Mapping[str, Any] = field(default_factory=dict)
     #: The numbered verification step that failed, if any.
     failed_step: str | None = None
+    #: The full EAR ``ear_appraisal_policy_ids`` list, in the order the policies were applied
+    #: (draft-ietf-rats-ear-03 section 3.1). When empty, ``appraisal_policy_id`` alone is
+    #: emitted; when set, its first element should equal ``appraisal_policy_id``.
+    appraisal_policy_ids: tuple[str, ...] = ()
+    #: EAR-appraisal ``eat_profile``: the profile of this appraisal record, if any.
+    profile: str | None = None
+    #: EAR-appraisal ``eat_nonce``: the nonce carried by the appraised Evidence, if echoed.
+    nonce: bytes | None = None
+    #: Other EAR-appraisal claims (registered or unregistered extensions such as
+    #: ``ear_teep_claims``), kept verbatim keyed by their JSON name or CBOR key.
+    extensions: Mapping[str | int, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +121,11 @@ class AttestationResult:
     #: SHA-256 of the Evidence bytes.
     evidence_digest: bytes | None = None
     media_type: str | None = None
+    #: EAR ``ear_raw_evidence``: the unabridged Evidence, only when the caller opts in
+    #: (draft-ietf-rats-ear-03 section 8: it has privacy implications).
+    raw_evidence: bytes | None = None
+    #: Other top-level EAR claims (extensions), kept verbatim keyed by JSON name or CBOR key.
+    extensions: Mapping[str | int, Any] = field(default_factory=dict)
 
     @property
     def reasons(self) -> tuple[tuple[str, str], ...]:
