@@ -143,6 +143,12 @@ def find_key(scheme: EvidenceScheme, decoded: Any, anchors: TrustAnchors, *,
         step="2")
 
 
+def _require_nonce(expected_nonce: object) -> None:
+    # Misuse, not bad Evidence: freshness is never optional (RFC 9334 section 10).
+    if not isinstance(expected_nonce, bytes) or not expected_nonce:
+        raise TypeError("expected_nonce must be non-empty bytes: freshness is not optional")
+
+
 def _check_nonce(carried: Any, expected: bytes) -> None:
     # Step 4: freshness (RFC 9334 section 10; RFC 9711 section 4.1 eat_nonce). Constant time.
     if isinstance(carried, bytes):
@@ -302,6 +308,7 @@ def verify(evidence: bytes, *, media_type: str, expected_nonce: bytes,
         UnsupportedMediaType: never; an unknown media type is a contraindicated result. Use
             ``registry.for_media_type`` first to answer 415 before appraisal.
     """
+    _require_nonce(expected_nonce)
     try:
         return verify_strict(
             evidence, media_type=media_type, expected_nonce=expected_nonce,
@@ -339,8 +346,7 @@ def verify_strict(evidence: bytes, *, media_type: str, expected_nonce: bytes,
         VerificationError: a verification step failed (a subclass says which).
         PolicyError: the Appraisal Policy itself is broken.
     """
-    if not isinstance(expected_nonce, bytes) or not expected_nonce:
-        raise TypeError("expected_nonce must be non-empty bytes: freshness is not optional")
+    _require_nonce(expected_nonce)
     reg = registry if registry is not None else _default_registry()
     ctx = _Context(evidence, media_type, expected_nonce, _as_epoch(now), verifier_id,
                    result_ttl)
