@@ -1,0 +1,94 @@
+"""Strict CBOR decoding for provisioning input (CoRIM, CoMID, COSE headers).
+
+Every decoding failure becomes a :class:`~devattest.errors.CorimMalformed` whose ``reason``
+names the defect. Decoding goes through :func:`devattest.cose.strict_loads` (size, depth,
+item count, duplicate keys, trailing bytes); while that is not yet available a private
+fallback over cbor2 enforces the same bounds except duplicate-key detection.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import cbor2
+
+from devattest import errors
+from devattest.cose import strict_loads
+from devattest.model import DecodeLimits
+
+#: Bounds for provisioning documents: CoRIMs are larger than Evidence (many CoMIDs,
+#: certificates) but still bounded. Each nested CoMID is decoded under the same bounds.
+CORIM_LIMITS = DecodeLimits(
+    max_token_size=1024 * 1024,
+    max_depth=24,
+    max_container_items=4096,
+    max_chain_length=8,
+)
+
+_EVIDENCE_TO_REASON: dict[type[errors.EvidenceError], str] = {
+    errors.TokenTooLarge: "too_large",
+    errors.NestingTooDeep: "too_deep",
+    errors.DuplicateMapKey: "duplicate_map_key",
+    errors.TrailingBytes: "trailing_bytes",
+    errors.TruncatedEvidence: "truncated",
+    errors.InvalidCbor: "invalid_cbor",
+}
+
+
+def decode(data: bytes, *, limits: DecodeLimits, what: str) -> Any:
+    """Decode one CBOR item from ``data`` under ``limits``.
+
+    Raises:
+        CorimMalformed: the bytes are not one well-formed CBOR item within the limits.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise errors.CorimMalformed(f"{what}: expected bytes", reason="not_bytes")
+    data = bytes(data)
+    try:
+        return strict_loads(data, limits=limits)
+    except NotImplementedError:
+        return _fallback_loads(data, limits=limits, what=what)
+    except errors.EvidenceError as exc:
+        reason = next((r for t, r in _EVIDENCE_TO_REASON.items() if isinstance(exc, t)),
+                      "invalid_cbor")
+        raise errors.CorimMalformed(f"{what}: {exc.message}", reason=reason) from exc
+
+
+def _fallback_loads(data: bytes, *, limits: DecodeLimits, what: str) -> Any:
+    if len(data) > limits.max_token_size:
+        raise errors.CorimMalformed(
+            f"{what}: {len(data)} bytes exceeds the limit of {limits.max_token_size}",
+            reason="too_large")
+    fp = io.BytesIO(data)
+    try:
+        value = cbor2.CBORDecoder(fp).decode()
+    except RecursionError as exc:
+        raise errors.CorimMalformed(f"{what}: nesting too deep", reason="too_deep") from exc
+    except EOFError as exc:
+        raise errors.CorimMalformed(f"{what}: truncated CBOR", reason="truncated") from exc
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as exc:
+        reason = "truncated" if "premature end" in str(exc).lower() else "invalid_cbor"
+        raise errors.CorimMalformed(f"{what}: not well-formed CBOR ({exc})",
+                                    reason=reason) from exc
+    if fp.tell() != len(data):
+        raise errors.CorimMalformed(f"{what}: {len(data) - fp.tell()} trailing bytes",
+                                    reason="trailing_bytes")
+    _check_shape(value, limits=limits, what=what, depth=1)
+    return value
+
+
+def _check_shape(value: Any, *, limits: DecodeLimits, what: str, depth: int) -> None:
+    if depth > limits.max_depth:
+        raise errors.CorimMalformed(f"{what}: nesting deeper than {limits.max_depth}",
+                                    reason="too_deep")
+    if isinstance(value, cbor2.CBORTag):
+        _check_shape(value.value, limits=limits, what=what, depth=depth + 1)
+    elif isinstance(value, dict | list):
+        if len(value) > limits.max_container_items:
+            raise errors.CorimMalformed(
+                f"{what}: container of {len(value)} items exceeds {limits.max_container_items}",
+                reason="too_many_items")
+        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        for item in items:
+            _check_shape(item, limits=limits, what=what, depth=depth + 1)
