@@ -1,0 +1,204 @@
+"""EAR as a JWT: JWS Compact Serialization (RFC 7515) signed with ES256/ES384/ES512 or
+EdDSA, implemented directly on ``cryptography``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from devattest.ear._claims import (
+    b64url_decode_strict,
+    b64url_encode,
+    claims_to_result,
+    result_to_claims,
+)
+from devattest.ear._keys import ec_coordinate_size, jose_alg_for_key
+from devattest.errors import (
+    ConfigurationError,
+    MalformedResult,
+    ResultAlgorithmRejected,
+    ResultExpired,
+    ResultSignatureInvalid,
+)
+from devattest.model import AttestationResult
+
+#: Largest EAR JWT accepted (an EAR with ``ear_raw_evidence`` of a 64 KiB token fits).
+MAX_JWT_SIZE = 256 * 1024
+#: Default clock-skew allowance, in seconds, for ``exp``, ``nbf`` and ``iat``.
+DEFAULT_LEEWAY = 60
+
+_HASH = {"ES256": hashes.SHA256(), "ES384": hashes.SHA384(), "ES512": hashes.SHA512()}
+
+
+def sign_ear_jwt(result: AttestationResult, private_key: Any, *, kid: str | None = None
+                 ) -> str:
+    """Sign a result as an EAR JWT (JWS Compact Serialization, RFC 7515 section 7.1).
+
+    Args:
+        result: the Attestation Result; its claims are :func:`result_to_claims`.
+        private_key: EC P-256 (ES256), P-384 (ES384), P-521 (ES512) or Ed25519 (EdDSA).
+        kid: the ``kid`` header, naming the key in the service's JWK Set.
+
+    Returns:
+        ``header.payload.signature``.
+
+    Raises:
+        ConfigurationError: the key is not a supported private key.
+    """
+    if not isinstance(private_key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        raise ConfigurationError("the EAR signing key must be an EC or Ed25519 private key")
+    alg = jose_alg_for_key(private_key)
+    header: dict[str, str] = {"alg": alg, "typ": "JWT"}
+    if kid is not None:
+        header["kid"] = kid
+    signing_input = (_b64json(header) + "." + _b64json(result_to_claims(result))).encode()
+    if isinstance(private_key, ed25519.Ed25519PrivateKey):
+        signature = private_key.sign(signing_input)
+    else:
+        # RFC 7518 section 3.4: the JWS signature is R || S, each left-padded to the size.
+        der = private_key.sign(signing_input, ec.ECDSA(_HASH[alg]))
+        r, s = decode_dss_signature(der)
+        size = ec_coordinate_size(private_key)
+        signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    return signing_input.decode() + "." + b64url_encode(signature)
+
+
+def verify_ear_jwt(token: str | bytes, public_key: Any, *, now: int,
+                   leeway: int = DEFAULT_LEEWAY, max_size: int = MAX_JWT_SIZE
+                   ) -> AttestationResult:
+    """Verify an EAR JWT as a Relying Party and return the Attestation Result.
+
+    The key alone decides the algorithm; header keys (``jwk``, ``jku``, ``x5c``, ``x5u``)
+    are never used to find a key.
+
+    Args:
+        token: the JWS Compact Serialization.
+        public_key: the Verifier's EC or Ed25519 public key.
+        now: the current time, POSIX seconds.
+        leeway: allowed clock skew in seconds.
+        max_size: the largest token accepted, in bytes.
+
+    Returns:
+        The verified result (-03, or -02 / Veraison claim names).
+
+    Raises:
+        MalformedResult: not a well-formed JWS or EAR claims-set.
+        ResultAlgorithmRejected: ``alg`` is absent, ``none``, HMAC, or not the key's.
+        ResultSignatureInvalid: the signature does not verify.
+        ResultExpired: ``exp`` has passed, or ``nbf`` / ``iat`` lie in the future.
+        UnknownResultProfile: the ``eat_profile`` is not one devattest reads.
+        ConfigurationError: ``public_key`` is not a supported public key.
+    """
+    if not isinstance(public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise ConfigurationError("the EAR verification key must be an EC or Ed25519 public key")
+    # Step 1 (RFC 7515 section 5.2 step 1): bounded size; exactly three base64url parts.
+    if isinstance(token, bytes):
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            raise MalformedResult("the JWT is not ASCII") from None
+    if len(token) > max_size:
+        raise MalformedResult(f"the JWT is {len(token)} bytes, the limit is {max_size}")
+    parts = token.strip().split(".")
+    if len(parts) != 3:
+        raise MalformedResult("a JWS in Compact Serialization has exactly three parts")
+    header_b64, payload_b64, signature_b64 = parts
+    # Step 2 (RFC 7515 5.2 steps 2-4): the header is a JSON object with unique names.
+    header = _strict_json(b64url_decode_strict(header_b64, "JWS header"), "JWS header")
+    # Step 3 (RFC 7515 4.1.11): no extension is understood, so any "crit" is rejected.
+    if "crit" in header:
+        raise MalformedResult("the JWS header has a crit parameter this verifier rejects")
+    # Step 4 (RFC 7515 4.1.1, RFC 8725 3.1-3.2): the algorithm is the key's, and only it.
+    # "none" and HMAC ("HS256" keyed with the public key's bytes) never match an EC or
+    # Ed25519 key, so they are rejected here before any cryptography runs.
+    alg = header.get("alg")
+    expected = jose_alg_for_key(public_key)
+    if not isinstance(alg, str) or alg != expected:
+        raise ResultAlgorithmRejected(
+            f"JWS alg {alg!r} is not allowed with this key (expected {expected})")
+    # Step 5 (RFC 7515 5.2 step 8, RFC 7518 3.4 / RFC 8037 3.1): verify the signature.
+    signature = b64url_decode_strict(signature_b64, "JWS signature")
+    signing_input = (header_b64 + "." + payload_b64).encode("ascii")
+    _verify_signature(public_key, alg, signature, signing_input)
+    # Step 6 (RFC 7519 section 7.2 steps 7-10): the payload is a JSON claims-set.
+    claims = _strict_json(b64url_decode_strict(payload_b64, "JWS payload"), "JWT claims-set")
+    # Step 7 (RFC 7519 4.1.4, 4.1.5; draft-ietf-rats-ear-03 section 3): time claims.
+    check_times(claims.get("iat"), claims.get("exp"), claims.get("nbf"),
+                now=now, leeway=leeway)
+    # Step 8 (draft-ietf-rats-ear-03 section 3): parse the EAR claims-set.
+    return claims_to_result(claims)
+
+
+def check_times(iat: Any, exp: Any, nbf: Any, *, now: int, leeway: int) -> None:
+    """Check ``iat``, ``exp`` and ``nbf`` against ``now`` (RFC 7519 4.1.4-4.1.6).
+
+    Raises:
+        MalformedResult: a time claim is not an integer (EAR forbids floats).
+        ResultExpired: the token is expired, not yet valid, or issued in the future.
+    """
+    for name, value in (("iat", iat), ("exp", exp), ("nbf", nbf)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise MalformedResult(f"{name} is not an integer")
+    if exp is not None and now >= exp + leeway:
+        raise ResultExpired(f"the EAR expired at {exp} (now {now})")
+    if nbf is not None and now + leeway < nbf:
+        raise ResultExpired(f"the EAR is not valid before {nbf} (now {now})")
+    if iat is not None and iat > now + leeway:
+        raise ResultExpired(f"the EAR was issued in the future ({iat}, now {now})")
+
+
+def _verify_signature(public_key: Any, alg: str, signature: bytes, data: bytes) -> None:
+    try:
+        if isinstance(public_key, ed25519.Ed25519PublicKey):
+            public_key.verify(signature, data)
+            return
+        size = ec_coordinate_size(public_key)
+        # RFC 7518 section 3.4: exactly R || S, each the curve's size; nothing else.
+        if len(signature) != 2 * size:
+            raise ResultSignatureInvalid(
+                f"the {alg} signature is {len(signature)} bytes, expected {2 * size}")
+        r = int.from_bytes(signature[:size], "big")
+        s = int.from_bytes(signature[size:], "big")
+        public_key.verify(encode_dss_signature(r, s), data, ec.ECDSA(_HASH[alg]))
+    except InvalidSignature:
+        raise ResultSignatureInvalid("the EAR signature does not verify") from None
+
+
+def _strict_json(data: bytes, what: str) -> dict[str, Any]:
+    """A JSON object: UTF-8, unique member names, no NaN/Infinity (RFC 7515 5.2, 7519 7.2).
+
+    Raises:
+        MalformedResult: anything else.
+    """
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out:
+                raise MalformedResult(f"{what} repeats the member {k!r}")
+            out[k] = v
+        return out
+
+    def constant(name: str) -> Any:
+        raise MalformedResult(f"{what} contains {name}, which is not JSON")
+
+    try:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=pairs,
+                           parse_constant=constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MalformedResult(f"{what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise MalformedResult(f"{what} is not a JSON object")
+    return value
+
+
+def _b64json(value: Any) -> str:
+    return b64url_encode(json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                                    allow_nan=False).encode("utf-8"))
