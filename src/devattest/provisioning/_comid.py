@@ -391,6 +391,8 @@ def _measurement(m: Any, *, profile: Profile, where: str, index: int
         if _MVAL_DIGESTS not in mval:
             raise _violation("psa_measurement_no_digests",
                              f"measurement {index} value: no digests ({where})")
+    if profile == "generic" and not _all_signer_ids(mval.get(_MVAL_CRYPTOKEYS)):
+        return None
     if set(mval) - _SUPPORTED_MVAL or 2 in m:
         if profile == "psa":
             raise _violation("psa_measurement_unsupported",
@@ -413,6 +415,11 @@ def _measurement(m: Any, *, profile: Profile, where: str, index: int
         version = version or ref_version
     svn = _svn(mval.get(_MVAL_SVN), where=where)
     return mtype, digests, signers, version, svn
+
+
+def _all_signer_ids(value: Any) -> bool:
+    return not isinstance(value, list) or all(
+        isinstance(k, cbor2.CBORTag) and k.tag == TAG_BYTES for k in value)
 
 
 def _psa_refval_id(value: Any, *, where: str) -> tuple[str | None, str | None, bytes]:

@@ -326,7 +326,14 @@ def _build(acc: Accumulator, *, corim_id: str, profile: str | None, rules: Profi
            signer: str | None = None, not_before: datetime | None = None,
            not_after: datetime | None = None) -> Corim:
     sets = []
+    notes = list(acc.notes)
     for class_id, comps in acc.classes.items():
+        if not comps:
+            # Every measurement was skipped: an empty set would constrain nothing, so the
+            # class gets no Reference Values at all (appraisal then fails closed).
+            notes.append(f"class {_class_text(class_id)}: no usable measurements, not "
+                         f"provisioned")
+            continue
         sets.append(ReferenceValueSet(
             class_id=class_id,
             components=_comid.freeze_components(comps),
@@ -339,8 +346,12 @@ def _build(acc: Accumulator, *, corim_id: str, profile: str | None, rules: Profi
         reference_values=ReferenceValues.of(sets),
         trust_anchors=TrustAnchors.of(keys=acc.keys),
         tag_ids=tag_ids, signed=signed, verified=verified, signer=signer,
-        not_before=not_before, not_after=not_after, notes=tuple(acc.notes),
+        not_before=not_before, not_after=not_after, notes=tuple(notes),
     )
+
+
+def _class_text(class_id: bytes | str) -> str:
+    return class_id.hex() if isinstance(class_id, bytes) else repr(class_id)
 
 
 def _profile_text(value: Any) -> str:
