@@ -2,4 +2,6 @@
 
 pytest_plugins = [
     "tests._support.swtpm",
+    "tests._support.softhsm",
+    "tests._support.postgres",
 ]

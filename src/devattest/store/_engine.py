@@ -1,0 +1,226 @@
+"""Engines, sessions and migrations for SQLite (default) and PostgreSQL (by URL).
+
+SQLite runs in WAL mode with a busy timeout. Write transactions start with
+``BEGIN IMMEDIATE`` so that two writers never deadlock on a lock upgrade (SQLite would fail
+one of them at once, ignoring the busy timeout); read transactions start with a deferred
+``BEGIN`` and never block writers under WAL.
+
+PostgreSQL runs at READ COMMITTED. Correctness across replicas comes from row locks taken by
+the repositories (``UPDATE ... WHERE consumed_at IS NULL RETURNING`` for nonces,
+``SELECT ... FOR UPDATE`` on the device row for per-device serialisation), not from the
+isolation level.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from devattest.errors import ConfigurationError, StoreError
+
+_WRITE = "devattest_write"
+
+
+def normalise_url(url: str) -> str:
+    """Select the psycopg 3 driver for ``postgresql://`` URLs; leave others alone.
+
+    Raises:
+        ConfigurationError: the URL is neither SQLite nor PostgreSQL.
+    """
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if u.drivername in ("sqlite", "sqlite+pysqlite"):
+        return url
+    raise ConfigurationError(f"unsupported database URL scheme {u.drivername!r}")
+
+
+def sqlite_url_for(data_dir: Path) -> str:
+    """The default database: ``devattest.db`` in the data directory."""
+    return f"sqlite:///{(data_dir / 'devattest.db').resolve()}"
+
+
+def create_store_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20,
+                        sqlite_busy_timeout_ms: int = 30_000) -> Engine:
+    """An engine for ``url`` with the pragmas and transaction mode devattest relies on.
+
+    Raises:
+        ConfigurationError: unsupported URL, or an in-memory SQLite database.
+    """
+    url = normalise_url(url)
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if not u.database or u.database == ":memory:":
+            raise ConfigurationError("SQLite needs a file: WAL and several connections")
+        engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
+                               connect_args={"timeout": sqlite_busy_timeout_ms / 1000,
+                                             "check_same_thread": False})
+        _install_sqlite_hooks(engine, sqlite_busy_timeout_ms)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
+                         pool_pre_ping=True)
+
+
+def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" hook below emit BEGIN itself (pysqlite's own implicit
+        # BEGIN is deferred and cannot be made IMMEDIATE).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@dataclass
+class Store:
+    """An engine and its session factories. Build one per application (no singletons)."""
+
+    engine: Engine
+
+    def __post_init__(self) -> None:
+        self._reader = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = sessionmaker(self.engine.execution_options(**{_WRITE: True}),
+                                    expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in a write transaction, committed on success, rolled back on error.
+
+        Raises:
+            StoreError: the database failed (the original error is chained).
+        """
+        with self._writer() as session:
+            try:
+                with session.begin():
+                    yield session
+            except SQLAlchemyError as exc:
+                raise StoreError(f"database error: {type(exc).__name__}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session in a read-only transaction (rolled back at the end).
+
+        Raises:
+            StoreError: the database failed.
+        """
+        with self._reader() as session:
+            try:
+                with session.begin():
+                    yield session
+                    session.rollback()
+            except SQLAlchemyError as exc:
+                raise StoreError(f"database error: {type(exc).__name__}") from exc
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def open_store(url: str, *, migrate_schema: bool = True, **engine_kwargs: Any) -> Store:
+    """Create the engine, run migrations to head (unless told not to) and return a Store.
+
+    Raises:
+        ConfigurationError: unsupported URL.
+        StoreError: the database is unreachable or a migration failed.
+    """
+    engine = create_store_engine(url, **engine_kwargs)
+    if migrate_schema:
+        migrate(engine)
+    return Store(engine)
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", "devattest.store:migrations")
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest migration's revision id."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None if it was never migrated."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Run ``alembic upgrade <revision>``, safely when several processes start at once.
+
+    On PostgreSQL the migration holds a session advisory lock; on SQLite an exclusive file
+    lock beside the database. The second process then finds the schema already at head.
+
+    Raises:
+        StoreError: the migration failed.
+    """
+    cfg = _alembic_config()
+    try:
+        if engine.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(b"devattest-migrate").digest()[:8], "big",
+                                 signed=True)
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                conn.commit()
+                try:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, revision)
+                    conn.commit()
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+        else:
+            db = engine.url.database
+            assert db is not None
+            lock_path = Path(db).with_name(Path(db).name + ".migrate-lock")
+            with lock_path.open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    with engine.connect() as conn:
+                        cfg.attributes["connection"] = conn
+                        command.upgrade(cfg, revision)
+                        conn.commit()
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"migration failed: {exc}") from exc

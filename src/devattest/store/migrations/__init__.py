@@ -1,0 +1,1 @@
+"""Alembic migrations for the devattest store (run with :func:`devattest.store.migrate`)."""

@@ -1,0 +1,223 @@
+"""The store on SQLite and PostgreSQL: migrations, single-use nonces, idempotent
+provisioning, retention and the webhook queue."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from devattest.store import (
+    AttestationRepository,
+    ChallengeRepository,
+    ConsumeOutcome,
+    DeviceRepository,
+    HistoryFilter,
+    ProvisionedRepository,
+    RetentionPolicy,
+    Store,
+    TokenRepository,
+    WebhookRepository,
+    current_generation,
+    current_revision,
+    head_revision,
+    migrate,
+    prune,
+)
+from devattest.store.models import Base, PolicyRecord, TrustAnchorRecord
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def _device(store: Store, device_id: str = "dev-1") -> None:
+    with store.write() as s:
+        DeviceRepository(s).create(device_id=device_id, now=NOW, model="m", owner="o")
+
+
+def test_migrations_reach_head_and_match_the_orm_models(store: Store) -> None:
+    assert current_revision(store.engine) == head_revision()
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+    migrate(store.engine)  # idempotent: a second start-up finds the schema at head
+    assert current_revision(store.engine) == head_revision()
+
+
+def test_timestamps_round_trip_as_aware_utc(store: Store) -> None:
+    _device(store)
+    with store.read() as s:
+        d = DeviceRepository(s).get("dev-1")
+        assert d is not None
+        assert d.created_at == NOW
+        assert d.created_at.tzinfo is not None
+
+
+def test_rejects_nonce_reuse_under_concurrent_consumption(store: Store) -> None:
+    _device(store)
+    with store.write() as s:
+        ch = ChallengeRepository(s).issue(device_id="dev-1", now=NOW, ttl=timedelta(minutes=2),
+                                          size=48)
+        cid, nonce = ch.id, ch.nonce
+    assert len(nonce) == 48
+
+    def consume(_: int) -> ConsumeOutcome:
+        with store.write() as s:
+            DeviceRepository(s).lock("dev-1")
+            return ChallengeRepository(s).consume(cid, now=NOW + timedelta(seconds=1)).outcome
+
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(consume, range(64)))
+    assert outcomes.count(ConsumeOutcome.CONSUMED) == 1
+    assert outcomes.count(ConsumeOutcome.REPLAYED) == 63
+
+
+def test_rejects_expired_nonce(store: Store) -> None:
+    _device(store)
+    with store.write() as s:
+        cid = ChallengeRepository(s).issue(device_id="dev-1", now=NOW,
+                                           ttl=timedelta(seconds=120)).id
+    with store.write() as s:
+        late = ChallengeRepository(s).consume(cid, now=NOW + timedelta(seconds=120))
+        assert late.outcome is ConsumeOutcome.EXPIRED and late.nonce is None
+        assert ChallengeRepository(s).consume("0" * 32, now=NOW).outcome is ConsumeOutcome.UNKNOWN
+
+
+def test_nonce_sizes_are_restricted(store: Store) -> None:
+    _device(store)
+    with store.write() as s, pytest.raises(ValueError, match="nonce size"):
+        ChallengeRepository(s).issue(device_id="dev-1", now=NOW, ttl=timedelta(1), size=16)
+
+
+def test_tokens_are_hashed_at_rest_and_revocable(store: Store) -> None:
+    with store.write() as s:
+        rec, plaintext = TokenRepository(s).create(role="admin", now=NOW)
+        tid = rec.id
+        assert plaintext not in rec.token_hash
+    with store.read() as s:
+        found = TokenRepository(s).authenticate(plaintext)
+        assert found is not None and found.id == tid
+        assert TokenRepository(s).authenticate(plaintext + "x") is None
+    with store.write() as s:
+        assert TokenRepository(s).revoke(tid, now=NOW)
+    with store.read() as s:
+        assert TokenRepository(s).authenticate(plaintext) is None
+
+
+def test_device_token_requires_a_device(store: Store) -> None:
+    with store.write() as s, pytest.raises(ValueError):
+        TokenRepository(s).create(role="device", now=NOW)
+
+
+def test_provisioning_is_versioned_and_idempotent(store: Store) -> None:
+    with store.write() as s:
+        g0 = current_generation(s)
+        repo = ProvisionedRepository(s, TrustAnchorRecord)
+        r1, created1 = repo.submit(name="ta", media_type="application/pem", content=b"A",
+                                   summary={}, now=NOW)
+        r1b, created1b = repo.submit(name="ta", media_type="application/pem", content=b"A",
+                                     summary={}, now=NOW)
+        r2, created2 = repo.submit(name="ta", media_type="application/pem", content=b"B",
+                                   summary={}, now=NOW)
+        assert (created1, created1b, created2) == (True, False, True)
+        assert r1b.id == r1.id and (r1.version, r2.version) == (1, 2)
+        assert current_generation(s) == g0 + 2
+    with store.write() as s:
+        repo = ProvisionedRepository(s, TrustAnchorRecord)
+        latest = repo.get("ta")
+        assert latest is not None and latest.content == b"B"
+        assert [r.version for r in repo.versions("ta")] == [2, 1]
+        assert repo.delete("ta", now=NOW, version=2) == 1
+        latest = repo.get("ta")
+        assert latest is not None and latest.version == 1
+        assert [r.name for r in repo.latest_all()] == ["ta"]
+        assert repo.delete("ta", now=NOW) == 1
+        assert repo.get("ta") is None
+        # kinds are separate tables
+        assert ProvisionedRepository(s, PolicyRecord).get("ta") is None
+
+
+def _history(store: Store, device_id: str, n: int, *, start: datetime = NOW) -> list[int]:
+    ids = []
+    with store.write() as s:
+        repo = AttestationRepository(s)
+        for i in range(n):
+            row = repo.add(device_id=device_id, challenge_id=None, outcome="appraised",
+                           status="affirming" if i % 2 else "contraindicated",
+                           media_type="application/x", evidence_sha256=f"{i:064x}",
+                           reasons=[], ear="e", ear_expires_at=start + timedelta(hours=1),
+                           now=start + timedelta(seconds=i))
+            ids.append(row.id)
+    return ids
+
+
+def test_history_keyset_pagination_and_filters(store: Store) -> None:
+    ids = _history(store, "dev-1", 25)
+    _history(store, "dev-2", 3)
+    with store.read() as s:
+        repo = AttestationRepository(s)
+        seen: list[int] = []
+        cursor = None
+        while True:
+            page = repo.search(HistoryFilter(device_id="dev-1"), before_id=cursor, limit=10)
+            if not page:
+                break
+            seen.extend(r.id for r in page)
+            cursor = page[-1].id
+        assert seen == sorted(ids, reverse=True)
+        aff = repo.search(HistoryFilter(device_id="dev-1", status="affirming"), limit=100)
+        assert len(aff) == 12
+        one = repo.search(HistoryFilter(evidence_sha256=f"{3:064x}", device_id="dev-1"))
+        assert len(one) == 1
+        since = repo.search(HistoryFilter(device_id="dev-1", since=NOW + timedelta(seconds=20)))
+        assert len(since) == 5
+        latest = repo.latest_valid("dev-1", now=NOW)
+        assert latest is not None and latest.id == ids[-1]
+        assert repo.latest_valid("dev-1", now=NOW + timedelta(hours=2)) is None
+
+
+def test_retention_prunes_by_age_and_count_but_keeps_the_latest(store: Store) -> None:
+    _device(store, "dev-1")
+    old = _history(store, "dev-1", 5, start=NOW - timedelta(days=200))
+    recent = _history(store, "dev-1", 20)
+    with store.write() as s:
+        d = DeviceRepository(s).get("dev-1")
+        assert d is not None
+        d.latest_attestation_id = old[0]  # pretend the oldest is the device's latest
+    with store.write() as s:
+        report = prune(s, RetentionPolicy(max_age=timedelta(days=90), max_rows_per_device=10),
+                       now=NOW)
+    with store.read() as s:
+        left = {r.id for r in AttestationRepository(s).search(HistoryFilter(), limit=1000)}
+    assert left == set(recent[-10:]) | {old[0]}
+    assert report.attestations == 14
+
+
+def test_webhook_queue_leases_retries_with_backoff_and_dead_letters(store: Store) -> None:
+    with store.write() as s:
+        repo = WebhookRepository(s)
+        repo.create(url="http://127.0.0.1:9/hook", secret="s", now=NOW)
+        assert repo.enqueue(event="device.status", payload="{}", now=NOW) == 1
+    with store.write() as s:
+        claimed = WebhookRepository(s).claim_due(now=NOW, lease=timedelta(seconds=30))
+        assert len(claimed) == 1
+        did = claimed[0][0].id
+    with store.write() as s:  # leased: a second worker (replica) gets nothing
+        assert WebhookRepository(s).claim_due(now=NOW, lease=timedelta(seconds=30)) == []
+    t = NOW
+    for attempt in range(1, 4):
+        with store.write() as s:
+            dead = WebhookRepository(s).mark_failed(did, error="boom", now=t, max_attempts=3,
+                                                    backoff=timedelta(seconds=1))
+        assert dead is (attempt == 3)
+        if not dead:
+            with store.write() as s:
+                d = WebhookRepository(s).deliveries()[0]
+                assert d.next_attempt_at == t + timedelta(seconds=2 ** (attempt - 1))
+                t = d.next_attempt_at
+                assert WebhookRepository(s).claim_due(now=t, lease=timedelta(seconds=30))
+    with store.read() as s:
+        letters = WebhookRepository(s).dead_letters()
+        assert len(letters) == 1 and letters[0].attempts == 3 and letters[0].last_error == "boom"
