@@ -98,6 +98,19 @@ class MalformedCose(EvidenceError):
     code = "malformed_cose"
 
 
+class TooManyItems(EvidenceError):
+    """A CBOR array or map holds more entries than the configured maximum."""
+
+    code = "too_many_items"
+
+
+class UnsupportedCbor(EvidenceError):
+    """The CBOR is well-formed but uses a feature devattest refuses as Evidence (complex map
+    keys such as arrays, maps or tagged items)."""
+
+    code = "unsupported_cbor"
+
+
 class MalformedClaims(EvidenceError):
     """The claims set is not a well-formed map of the expected types."""
 
@@ -282,6 +295,68 @@ class PolicyViolation(VerificationError):
 
 
 # --------------------------------------------------------------------------------------
+# TPM 2.0 quote evidence (scheme ``tpm``; TPM 2.0 Library Part 2 section 10.12).
+# --------------------------------------------------------------------------------------
+class MalformedTpmStructure(EvidenceError):
+    """A TPM structure (TPMS_ATTEST, TPMT_SIGNATURE, TPMT_PUBLIC, PCR selection) is
+    malformed, truncated, oversized or of an unexpected type."""
+
+    code = "tpm_structure_malformed"
+
+
+class MalformedEventLog(EvidenceError):
+    """The measured-boot event log (TCG PC Client or devattest compact) is malformed."""
+
+    code = "event_log_malformed"
+
+
+class AttestationKeyAttributes(KeyPurposeError):
+    """The TPM attestation key is not a ``restricted|sign|fixedTPM`` key, so it could have
+    signed data that the TPM did not generate."""
+
+    code = "ak_attributes_invalid"
+
+
+class PcrSelectionMismatch(ClaimsError):
+    """The quote's PCR selection is not exactly the one the Verifier requested."""
+
+    code = "pcr_selection_mismatch"
+
+
+class PcrDigestMismatch(ClaimsError):
+    """The quote's ``pcrDigest`` does not match the PCR values carried in the Evidence."""
+
+    code = "pcr_digest_mismatch"
+
+
+class EventLogMismatch(ClaimsError):
+    """Replaying the event log does not give the quoted PCR values (an unlogged extend, or
+    an event hidden from or edited in the log)."""
+
+    code = "event_log_mismatch"
+
+
+class QuoteReplayed(FreshnessError):
+    """The TPM quote is not newer than one already seen from this TPM (its clock did not
+    advance)."""
+
+    code = "quote_replayed"
+
+
+class TpmClockRegression(FreshnessError):
+    """A TPM's resetCount or restartCount went backwards: its state was rolled back or it
+    is not the same TPM."""
+
+    code = "tpm_clock_regression"
+
+
+class CredentialActivationFailed(VerificationError):
+    """The device did not return the credential the Verifier sealed to its EK and AK name."""
+
+    code = "credential_activation_failed"
+
+
+# --------------------------------------------------------------------------------------
 # The operator is at fault.
 # --------------------------------------------------------------------------------------
 class PolicyError(DevattestError):
@@ -440,3 +515,25 @@ class SecureElementError(DevattestError):
     """The secure element (TPM, PKCS#11 token) failed or refused an operation."""
 
     code = "secure_element_error"
+
+
+# --------------------------------------------------------------------------------------
+# Device lifecycle (events reported by devices or operators).
+# --------------------------------------------------------------------------------------
+class LifecycleError(DevattestError):
+    """A lifecycle event or operator action is not acceptable."""
+
+    code = "lifecycle_error"
+
+
+class LifecycleTransitionRefused(LifecycleError):
+    """The event or action is not allowed in the device's current lifecycle state (for
+    example, any event from a decommissioned device)."""
+
+    code = "lifecycle_transition_refused"
+
+
+class MalformedLifecycleEvent(LifecycleError):
+    """A lifecycle event message is malformed: unknown kind, missing or mistyped fields."""
+
+    code = "lifecycle_event_malformed"
