@@ -1,11 +1,354 @@
-"""Strict CBOR decoding under DecodeLimits. (To be implemented.)"""
+"""Strict CBOR decoding (RFC 8949) under :class:`DecodeLimits`.
+
+Two paths give one answer:
+
+* The fast path decodes with cbor2's C decoder, walks the result once (iteratively) for
+  depth, container sizes and plain types, and re-encodes it: when the re-encoding equals the
+  input byte for byte, the input is preferred-serialization CBOR with no duplicate map keys,
+  no trailing bytes and no indefinite lengths, and is accepted.
+* Anything else goes to :func:`_strict_walk`, an iterative pure-Python walker over the bytes
+  that is authoritative: it raises the exact violation, or accepts a valid non-preferred
+  encoding (the value cbor2 decoded is then returned).
+
+The fast path accepts only what the walker accepts. The nesting depth counts arrays, maps,
+and tags whose content is an array, a map or a tag (so a bignum, tag 2 around a byte string,
+is at the depth of its tag either way).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import struct
+import threading
+from io import BytesIO
+from typing import Any, Final
 
+import cbor2
+
+from devattest.errors import (
+    DuplicateMapKey,
+    InvalidCbor,
+    NestingTooDeep,
+    TokenTooLarge,
+    TooManyItems,
+    TrailingBytes,
+    TruncatedEvidence,
+    UnexpectedTag,
+    UnsupportedCbor,
+)
 from devattest.model import DecodeLimits
+
+#: Tags whose cbor2 semantic decoding changes the data model (value sharing, string
+#: references) or runs a complex parser on attacker input (regular expression, MIME).
+REFUSED_TAGS: Final = frozenset({25, 28, 29, 35, 36, 256})
+
+_loads = cbor2.loads
+_CBORTag = cbor2.CBORTag
+
+
+class _Encoder(threading.local):
+    """One reusable cbor2 encoder per thread (creating one costs more than encoding)."""
+
+    def __init__(self) -> None:
+        self.encoder = cbor2.CBOREncoder(BytesIO())
+
+
+_ENCODER = _Encoder()
+
+
+def _reencode(obj: Any) -> bytes:
+    return bytes(_ENCODER.encoder.encode_to_bytes(obj))
 
 
 def strict_loads(data: bytes, *, limits: DecodeLimits) -> Any:
-    raise NotImplementedError
+    """Decode one CBOR data item under ``limits``.
+
+    Args:
+        data: The encoded item. Nothing may follow it.
+        limits: Size, depth and container bounds.
+
+    Returns:
+        The decoded value (cbor2's data model; unknown tags are ``cbor2.CBORTag``).
+
+    Raises:
+        TokenTooLarge: ``data`` is longer than ``limits.max_token_size``.
+        NestingTooDeep: Arrays, maps and tags nest deeper than ``limits.max_depth``.
+        TooManyItems: An array or map has more than ``limits.max_container_items`` entries.
+        DuplicateMapKey: A map holds the same key twice.
+        TrailingBytes: Bytes follow the item.
+        TruncatedEvidence: The item ends early, or a length exceeds the bytes left.
+        InvalidCbor: The bytes are not well-formed CBOR, or a tag's content is invalid.
+        UnexpectedTag: A refused tag (value sharing, string references, regex, MIME).
+        UnsupportedCbor: A map key is an array, map or tagged item.
+    """
+    if type(data) is not bytes:
+        data = bytes(data)
+    n = len(data)
+    if n > limits.max_token_size:
+        raise TokenTooLarge(f"token is {n} bytes, the limit is {limits.max_token_size}")
+    try:
+        obj = _loads(data)
+    except Exception:
+        _strict_walk(data, limits)
+        raise InvalidCbor("CBOR item could not be decoded (invalid tag content)") from None
+    if _plain_within_limits(obj, limits, n):
+        try:
+            if _reencode(obj) == data:
+                return obj
+        except Exception:  # noqa: S110 - fall back to the authoritative walker
+            pass
+    _strict_walk(data, limits)
+    return obj
+
+
+def _plain_within_limits(obj: Any, limits: DecodeLimits, n: int) -> bool:
+    """Fast-path precondition: ``obj`` holds only plain types (int, float, bool, None, str,
+    bytes, list, dict with int/str/bytes keys, CBORTag), within the depth and container
+    limits, and expands to no more elements and string bytes than the input has bytes (so
+    shared references cannot make the re-encoding explode). False sends the input to the
+    authoritative walker; it never decides a rejection by itself."""
+    max_depth = limits.max_depth
+    max_items = limits.max_container_items
+    budget = n
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        item, depth = pop()
+        t = type(item)
+        if t is _CBORTag:
+            if item.tag in REFUSED_TAGS:
+                return False
+            inner = item.value
+            ti = type(inner)
+            if ti is list or ti is dict or ti is _CBORTag:
+                if depth >= max_depth:
+                    return False
+                push((inner, depth + 1))
+            elif ti is int:
+                if not -(1 << 64) <= inner < (1 << 64):
+                    return False
+            elif ti is str or ti is bytes:
+                budget -= len(inner)
+            elif not (ti is float or ti is bool or inner is None):
+                return False
+            budget -= 1
+            continue
+        if t is list:
+            values: Any = item
+            budget -= len(item)
+        elif t is dict:
+            for k in item:
+                tk = type(k)
+                if tk is str or tk is bytes:
+                    budget -= len(k)
+                elif tk is not int:
+                    return False
+            values = item.values()
+            budget -= 2 * len(item)
+        else:
+            # a top-level scalar
+            if t is str or t is bytes:
+                return len(item) <= n
+            return t is int or t is float or t is bool or item is None
+        if len(item) > max_items:
+            return False
+        for v in values:
+            tv = type(v)
+            if tv is str or tv is bytes:
+                budget -= len(v)
+            elif tv is list or tv is dict or tv is _CBORTag:
+                if depth >= max_depth:
+                    return False
+                push((v, depth + 1))
+            elif not (tv is int or tv is float or tv is bool or v is None):
+                return False
+        if budget < 0:
+            return False
+    return budget >= 0
+
+
+# ---------------------------------------------------------------------------------------
+# The authoritative walker (RFC 8949 section 3 and Appendix C, iteratively).
+# ---------------------------------------------------------------------------------------
+_ARRAY: Final = 0
+_MAP: Final = 1
+_TAG: Final = 2
+_CHUNKS: Final = 3
+_COMPLEX: Final = object()  # a container or tagged item: never a valid map key here
+_INDEFINITE: Final = -1
+
+
+class _Frame:
+    __slots__ = ("chunk_type", "chunks", "counted", "done", "expect_key", "keys", "kind",
+                 "total")
+
+    def __init__(self, kind: int, total: int, counted: bool) -> None:
+        self.kind = kind
+        self.total = total  # entries (pairs for maps), or _INDEFINITE
+        self.done = 0
+        self.counted = counted  # whether this frame adds a nesting level
+        self.expect_key = True
+        self.keys: set[Any] = set()
+        self.chunk_type = 0
+        self.chunks: list[bytes] = []
+
+
+def _strict_walk(data: bytes, limits: DecodeLimits) -> None:
+    """Check that ``data`` is exactly one well-formed CBOR item within ``limits``.
+
+    Raises the specific EvidenceError for the first violation (see :func:`strict_loads`).
+    Never recurses and never allocates more than the input's size.
+    """
+    n = len(data)
+    pos = 0
+    depth = 0
+    max_depth = limits.max_depth
+    max_items = limits.max_container_items
+    stack: list[_Frame] = []
+    while True:
+        # RFC 8949 section 3: the initial byte and its argument.
+        if pos >= n:
+            raise TruncatedEvidence(f"CBOR ends early at byte {pos}")
+        ib = data[pos]
+        pos += 1
+        major = ib >> 5
+        info = ib & 0x1F
+        arg = info
+        if 24 <= info <= 27:
+            size = 1 << (info - 24)
+            if pos + size > n:
+                raise TruncatedEvidence(f"CBOR argument truncated at byte {pos}")
+            arg = int.from_bytes(data[pos:pos + size], "big")
+            pos += size
+        elif 28 <= info <= 30:
+            raise InvalidCbor(f"reserved additional information {info} at byte {pos - 1}")
+        indefinite = info == 31
+        top = stack[-1] if stack else None
+
+        value: Any
+        if top is not None and top.kind == _CHUNKS:
+            # RFC 8949 section 3.2.3: chunks of an indefinite-length string are definite-length
+            # strings of the same major type, ended by a break.
+            if ib == 0xFF:
+                stack.pop()
+                joined = b"".join(top.chunks)
+                value = joined if top.chunk_type == 2 else joined.decode("utf-8")
+            elif major != top.chunk_type or indefinite:
+                raise InvalidCbor(f"invalid chunk in an indefinite-length string at {pos - 1}")
+            else:
+                if arg > n - pos:
+                    raise TruncatedEvidence(f"string chunk claims {arg} bytes, {n - pos} left")
+                chunk = data[pos:pos + arg]
+                pos += arg
+                if major == 3:
+                    _check_utf8(chunk, pos)
+                top.chunks.append(chunk)
+                continue
+        elif major <= 1:
+            if indefinite:
+                raise InvalidCbor(f"indefinite length on an integer at byte {pos - 1}")
+            value = arg if major == 0 else -1 - arg
+        elif major <= 3:
+            if indefinite:
+                frame = _Frame(_CHUNKS, _INDEFINITE, False)
+                frame.chunk_type = major
+                stack.append(frame)
+                continue
+            if arg > n - pos:
+                raise TruncatedEvidence(f"string claims {arg} bytes, {n - pos} left")
+            raw = data[pos:pos + arg]
+            pos += arg
+            value = _check_utf8(raw, pos) if major == 3 else raw
+        elif major <= 5:
+            if not indefinite:
+                if arg > max_items:
+                    raise TooManyItems(f"container of {arg} entries, the limit is {max_items}")
+                if (arg if major == 4 else 2 * arg) > n - pos:
+                    raise TruncatedEvidence(f"container claims {arg} entries, {n - pos} bytes left")
+            if depth >= max_depth:
+                raise NestingTooDeep(f"nesting deeper than {max_depth}")
+            if indefinite or arg:
+                stack.append(_Frame(_ARRAY if major == 4 else _MAP,
+                                    _INDEFINITE if indefinite else arg, True))
+                depth += 1
+                continue
+            value = _COMPLEX
+        elif major == 6:
+            if indefinite:
+                raise InvalidCbor(f"indefinite length on a tag at byte {pos - 1}")
+            if arg in REFUSED_TAGS:
+                raise UnexpectedTag(f"CBOR tag {arg} is not accepted in Evidence")
+            if pos >= n:
+                raise TruncatedEvidence("tag without content")
+            counted = (data[pos] >> 5) >= 4  # content is an array, map or tag
+            if counted:
+                if depth >= max_depth:
+                    raise NestingTooDeep(f"nesting deeper than {max_depth}")
+                depth += 1
+            stack.append(_Frame(_TAG, 1, counted))
+            continue
+        # RFC 8949 section 3.3: simple values and floats.
+        elif indefinite:
+            if top is None or top.total != _INDEFINITE:
+                raise InvalidCbor(f"unexpected break at byte {pos - 1}")
+            if top.kind == _MAP and not top.expect_key:
+                raise InvalidCbor("indefinite-length map with a key but no value")
+            stack.pop()
+            depth -= 1
+            value = _COMPLEX
+        elif info < 20:
+            value = ("simple", info)
+        elif info == 20:
+            value = False
+        elif info == 21:
+            value = True
+        elif info == 22:
+            value = None
+        elif info == 23:
+            value = ("simple", 23)
+        elif info == 24:
+            if arg < 32:
+                raise InvalidCbor(f"two-byte simple value {arg} < 32 at byte {pos - 2}")
+            value = ("simple", arg)
+        elif info == 25:
+            value = struct.unpack(">e", data[pos - 2:pos])[0]
+        elif info == 26:
+            value = struct.unpack(">f", data[pos - 4:pos])[0]
+        else:
+            value = struct.unpack(">d", data[pos - 8:pos])[0]
+
+        # The item is complete: account for it in its enclosing containers.
+        while True:
+            if not stack:
+                if pos != n:
+                    raise TrailingBytes(f"{n - pos} bytes follow the CBOR item")
+                return
+            frame = stack[-1]
+            if frame.kind == _MAP:
+                if frame.expect_key:
+                    if value is _COMPLEX:
+                        raise UnsupportedCbor("a map key is an array, map or tagged item")
+                    if value in frame.keys:
+                        raise DuplicateMapKey(f"duplicate map key {value!r}")
+                    frame.keys.add(value)
+                    frame.expect_key = False
+                    break
+                frame.expect_key = True
+            frame.done += 1
+            if frame.total == _INDEFINITE:
+                if frame.done > max_items:
+                    raise TooManyItems(f"container of more than {max_items} entries")
+                break
+            if frame.done < frame.total:
+                break
+            stack.pop()
+            if frame.counted:
+                depth -= 1
+            value = _COMPLEX
+
+
+def _check_utf8(raw: bytes, pos: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidCbor(f"text string is not valid UTF-8 (ending at byte {pos})") from None
