@@ -160,20 +160,42 @@ def key_identifier(public_key: Any) -> bytes:
 
 def device_name(*, organization: str, serial: str | None = None, ueid: bytes | None = None
                 ) -> x509.Name:
-    """The subject of a device certificate: the UEID or serial in ``serialNumber`` and ``CN``.
+    """The subject of a device certificate.
+
+    The serial goes in ``serialNumber``, the UEID (RFC 9711 section 4.2.1, up to 33 bytes:
+    too long for ``serialNumber``'s 64-character bound in hex) in hex in ``UID``
+    (0.9.2342.19200300.100.1.1), and ``CN`` names the device for humans.
 
     Raises:
         ValueError: if neither ``serial`` nor ``ueid`` is given.
     """
     if serial is None and ueid is None:
         raise ValueError("a device needs a serial number or a UEID")
-    ident = serial if serial is not None else ueid.hex()  # type: ignore[union-attr]
-    cn = serial if serial is not None else f"ueid:{ident}"
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn),
-             x509.NameAttribute(NameOID.SERIAL_NUMBER, ident)]
+    cn = serial if serial is not None else f"ueid:{ueid.hex()[:40]}"  # type: ignore[union-attr]
+    attrs = []
     if organization:
-        attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    if serial is not None:
+        attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial))
+    if ueid is not None:
+        attrs.append(x509.NameAttribute(NameOID.USER_ID, ueid.hex()))
     return x509.Name(attrs)
+
+
+def device_identity(name: x509.Name) -> tuple[str | None, bytes | None]:
+    """The (serial, UEID) a device subject names (inverse of :func:`device_name`).
+
+    Raises:
+        ProvisioningError: if the UID attribute is not hex.
+    """
+    serials = name.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    uids = name.get_attributes_for_oid(NameOID.USER_ID)
+    try:
+        ueid = bytes.fromhex(str(uids[0].value)) if uids else None
+    except ValueError as exc:
+        raise ProvisioningError("device UID attribute is not a hex UEID") from exc
+    return (str(serials[0].value) if serials else None), ueid
 
 
 def _ca_name(organization: str, common_name: str) -> x509.Name:
