@@ -23,6 +23,7 @@ from devattest.store.challenges import (
     Consumption,
 )
 from devattest.store.devices import LIFECYCLE_STATES, DeviceFilter, DeviceRepository
+from devattest.store.lifecycle_repo import LifecycleRepository, receipt_key
 from devattest.store.provisioned import (
     KINDS,
     ProvisionedRepository,
@@ -45,6 +46,7 @@ __all__ = [
     "DeviceFilter",
     "DeviceRepository",
     "HistoryFilter",
+    "LifecycleRepository",
     "ProvisionedRepository",
     "PruneReport",
     "RetentionPolicy",
@@ -61,5 +63,6 @@ __all__ = [
     "normalise_url",
     "open_store",
     "prune",
+    "receipt_key",
     "sqlite_url_for",
 ]

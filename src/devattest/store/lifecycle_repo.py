@@ -1,0 +1,279 @@
+"""Lifecycle persistence: per-device lifecycle records, the event history with its
+attestation deadlines, and evidence receipts that make MQTT redelivery idempotent.
+
+Tables (created by migration ``lc01``): ``device_lifecycle``, ``lifecycle_events``,
+``evidence_receipts``. The rows are plain records; ``devattest.lifecycle`` (the pure state
+machine) is mapped onto them by the lifecycle coordinator, because the store layer does not
+import the lifecycle layer (import-linter contract).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from devattest.store.models import Base, BigId, Device
+
+
+class DeviceLifecycleRecord(Base):
+    """The lifecycle side of one device (the inventory row stays in ``devices``)."""
+
+    __tablename__ = "device_lifecycle"
+    __table_args__ = (Index("ix_device_lifecycle_next_deadline", "next_deadline"),
+                      Index("ix_device_lifecycle_posture", "posture"))
+
+    device_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    #: ``manufactured``, ``provisioned``, ``onboarded``, ``quarantined``, ``decommissioned``.
+    state: Mapped[str] = mapped_column(String(32))
+    state_reason: Mapped[str] = mapped_column(Text, default="")
+    firmware_version: Mapped[str] = mapped_column(String(200), default="")
+    #: The latest Attestation Result, as lifecycle tracking keeps it.
+    latest_status: Mapped[str | None] = mapped_column(String(20))
+    latest_at: Mapped[datetime | None]
+    latest_requested_at: Mapped[datetime | None]
+    latest_reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    latest_challenge_id: Mapped[str | None] = mapped_column(String(32))
+    #: The earliest deadline among pending events (None when nothing is pending): the
+    #: overdue sweep reads only this index.
+    next_deadline: Mapped[datetime | None]
+    #: The posture last derived and published (for change detection and fleet queries).
+    posture: Mapped[str] = mapped_column(String(16), default="unknown")
+    posture_reason: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime]
+
+
+class LifecycleEventRecord(Base):
+    """One lifecycle event, with the attestation it made due and what answered it."""
+
+    __tablename__ = "lifecycle_events"
+    __table_args__ = (Index("ix_lifecycle_events_device_id_id", "device_id", "id"),
+                      Index("ix_lifecycle_events_pending", "device_id", "satisfied_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    device_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("devices.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: ``device`` (reported over MQTT/HTTP), ``operator`` or ``simulator``.
+    source: Mapped[str] = mapped_column(String(32), default="device")
+    at: Mapped[datetime]
+    #: When attestation is due by (None for events that make nothing due).
+    deadline: Mapped[datetime | None]
+    satisfied_at: Mapped[datetime | None]
+    satisfied_by_challenge: Mapped[str | None] = mapped_column(String(32))
+
+
+class EvidenceReceipt(Base):
+    """One (challenge, evidence digest) pair seen by the transport: redelivered Evidence
+    finds its receipt and gets the stored result back, without a second appraisal."""
+
+    __tablename__ = "evidence_receipts"
+    __table_args__ = (Index("ix_evidence_receipts_created_at", "created_at"),)
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    challenge_id: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(String(128))
+    evidence_sha256: Mapped[str] = mapped_column(String(64))
+    #: ``processing`` (claimed by a worker until ``lease_until``) or ``done``.
+    state: Mapped[str] = mapped_column(String(16))
+    lease_until: Mapped[datetime | None]
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+def receipt_key(challenge_id: str, evidence: bytes) -> str:
+    """The idempotency key of one submission: SHA-256 over the challenge id and the
+    Evidence's SHA-256 (hex)."""
+    digest = hashlib.sha256(evidence).digest()
+    return hashlib.sha256(challenge_id.encode() + b"\x00" + digest).hexdigest()
+
+
+class ReceiptState(StrEnum):
+    """What :meth:`LifecycleRepository.claim_receipt` found."""
+
+    CLAIMED = "claimed"  # first sight: the caller processes the Evidence
+    DONE = "done"  # a duplicate: the stored result answers it
+    BUSY = "busy"  # another worker holds the lease: drop it (QoS 1 redelivers if it dies)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptClaim:
+    """The outcome of a claim."""
+
+    state: ReceiptState
+    result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetRow:
+    """One device for fleet views: inventory joined with its lifecycle record."""
+
+    device_id: str
+    model: str
+    owner: str
+    state: str
+    firmware_version: str
+    posture: str
+    posture_reason: str
+    latest_status: str | None
+    latest_at: datetime | None
+    next_deadline: datetime | None
+
+
+class LifecycleRepository:
+    """Lifecycle records, events and evidence receipts."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    # -- lifecycle records ------------------------------------------------------------------
+    def get(self, device_id: str) -> DeviceLifecycleRecord | None:
+        """The lifecycle record of a device."""
+        return self._s.get(DeviceLifecycleRecord, device_id)
+
+    def lock(self, device_id: str) -> DeviceLifecycleRecord | None:
+        """The record, locked until the transaction ends (``SELECT ... FOR UPDATE``)."""
+        return self._s.scalars(select(DeviceLifecycleRecord)
+                               .where(DeviceLifecycleRecord.device_id == device_id)
+                               .with_for_update()).first()
+
+    def create(self, *, device_id: str, state: str, now: datetime,
+               firmware_version: str = "") -> DeviceLifecycleRecord:
+        """Add the lifecycle record of an inventory device."""
+        rec = DeviceLifecycleRecord(
+            device_id=device_id, state=state, state_reason="", firmware_version=firmware_version,
+            latest_status=None, latest_at=None, latest_requested_at=None, latest_reasons=[],
+            latest_challenge_id=None, next_deadline=None, posture="unknown", posture_reason="",
+            updated_at=now)
+        self._s.add(rec)
+        self._s.flush()
+        return rec
+
+    # -- events -----------------------------------------------------------------------------
+    def add_event(self, *, event_id: str, device_id: str, kind: str, details: dict[str, Any],
+                  at: datetime, deadline: datetime | None, source: str = "device"
+                  ) -> LifecycleEventRecord:
+        """Append one event to the device's history."""
+        row = LifecycleEventRecord(event_id=event_id, device_id=device_id, kind=kind,
+                                   details=details, source=source, at=at, deadline=deadline,
+                                   satisfied_at=None, satisfied_by_challenge=None)
+        self._s.add(row)
+        self._s.flush()
+        return row
+
+    def pending_events(self, device_id: str) -> Sequence[LifecycleEventRecord]:
+        """Events whose attestation is still owed, oldest first."""
+        return self._s.scalars(
+            select(LifecycleEventRecord)
+            .where(LifecycleEventRecord.device_id == device_id,
+                   LifecycleEventRecord.satisfied_at.is_(None),
+                   LifecycleEventRecord.deadline.is_not(None))
+            .order_by(LifecycleEventRecord.id)).all()
+
+    def satisfy(self, *, device_id: str, event_ids: Sequence[str], challenge_id: str | None,
+                now: datetime) -> None:
+        """Mark events as answered by a result."""
+        if not event_ids:
+            return
+        self._s.execute(update(LifecycleEventRecord)
+                        .where(LifecycleEventRecord.device_id == device_id,
+                               LifecycleEventRecord.event_id.in_(list(event_ids)))
+                        .values(satisfied_at=now, satisfied_by_challenge=challenge_id)
+                        .execution_options(synchronize_session=False))
+
+    def history(self, device_id: str, *, before_id: int | None = None, limit: int = 100
+                ) -> Sequence[LifecycleEventRecord]:
+        """The device's events, newest first (keyset pagination on the id)."""
+        q = (select(LifecycleEventRecord).where(LifecycleEventRecord.device_id == device_id)
+             .order_by(LifecycleEventRecord.id.desc()).limit(limit))
+        if before_id is not None:
+            q = q.where(LifecycleEventRecord.id < before_id)
+        return self._s.scalars(q).all()
+
+    # -- sweeps and fleet views -------------------------------------------------------------
+    def due_before(self, now: datetime, *, limit: int = 1000) -> list[str]:
+        """Devices with a pending deadline before ``now`` not yet published as overdue."""
+        return list(self._s.scalars(
+            select(DeviceLifecycleRecord.device_id)
+            .where(DeviceLifecycleRecord.next_deadline < now,
+                   DeviceLifecycleRecord.posture != "overdue")
+            .order_by(DeviceLifecycleRecord.next_deadline).limit(limit)))
+
+    def fleet(self, *, after: str | None = None, limit: int = 1000) -> list[FleetRow]:
+        """Devices with their lifecycle record, ordered by id (keyset pagination)."""
+        q = (select(Device.id, Device.model, Device.owner, DeviceLifecycleRecord)
+             .join(DeviceLifecycleRecord, DeviceLifecycleRecord.device_id == Device.id)
+             .order_by(Device.id).limit(limit))
+        if after is not None:
+            q = q.where(Device.id > after)
+        return [FleetRow(device_id=i, model=m, owner=o, state=r.state,
+                         firmware_version=r.firmware_version, posture=r.posture,
+                         posture_reason=r.posture_reason, latest_status=r.latest_status,
+                         latest_at=r.latest_at, next_deadline=r.next_deadline)
+                for i, m, o, r in self._s.execute(q)]
+
+    def posture_counts(self) -> dict[str, int]:
+        """How many devices have each posture."""
+        return {p: n for p, n in self._s.execute(
+            select(DeviceLifecycleRecord.posture, func.count())
+            .group_by(DeviceLifecycleRecord.posture))}
+
+    # -- evidence receipts (idempotent delivery) --------------------------------------------
+    def claim_receipt(self, *, key: str, challenge_id: str, device_id: str,
+                      evidence_sha256: str, now: datetime, lease: timedelta) -> ReceiptClaim:
+        """Claim one submission for processing, exactly once across workers and replicas.
+
+        The INSERT of the primary key is the atomic step: a second worker's INSERT fails on
+        the unique key and it reads the existing receipt instead (run this in its own short
+        write transaction, before appraisal). An expired lease (a worker died mid-way) is
+        taken over.
+        """
+        try:
+            with self._s.begin_nested():
+                self._s.add(EvidenceReceipt(
+                    key=key, challenge_id=challenge_id, device_id=device_id,
+                    evidence_sha256=evidence_sha256, state="processing",
+                    lease_until=now + lease, result=None, created_at=now, updated_at=now))
+                self._s.flush()
+            return ReceiptClaim(ReceiptState.CLAIMED)
+        except IntegrityError:
+            pass
+        row = self._s.scalars(select(EvidenceReceipt).where(EvidenceReceipt.key == key)
+                              .with_for_update()).one()
+        if row.state == "done":
+            return ReceiptClaim(ReceiptState.DONE, row.result)
+        if row.lease_until is not None and row.lease_until < now:
+            row.lease_until = now + lease
+            row.updated_at = now
+            return ReceiptClaim(ReceiptState.CLAIMED)
+        return ReceiptClaim(ReceiptState.BUSY)
+
+    def complete_receipt(self, *, key: str, result: dict[str, Any], now: datetime) -> None:
+        """Store the result that answers this submission and any redelivery of it."""
+        self._s.execute(update(EvidenceReceipt).where(EvidenceReceipt.key == key)
+                        .values(state="done", result=result, lease_until=None, updated_at=now)
+                        .execution_options(synchronize_session=False))
+
+    def release_receipt(self, key: str) -> None:
+        """Forget a claim whose processing failed before anything was consumed."""
+        self._s.execute(delete(EvidenceReceipt).where(EvidenceReceipt.key == key,
+                                                      EvidenceReceipt.state == "processing")
+                        .execution_options(synchronize_session=False))
+
+    def prune_receipts(self, *, before: datetime) -> int:
+        """Delete receipts created before ``before`` (after the nonce TTL a redelivery would
+        be refused as replayed anyway); returns how many."""
+        res = self._s.execute(delete(EvidenceReceipt).where(EvidenceReceipt.created_at < before)
+                              .execution_options(synchronize_session=False))
+        return int(getattr(res, "rowcount", 0) or 0)
