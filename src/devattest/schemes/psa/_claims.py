@@ -214,26 +214,11 @@ def parse_psa_claims(claims: Mapping[Any, Any], profile: PsaProfile,
     """
     p = profile
     notes = list(annotations)
+    # The rules run in the PSA_IOT_PROFILE_1 claim-key order (client ID -75001 up to the
+    # verification service indicator -75010), whatever the profile, so the first broken rule
+    # reported is stable across profiles.
     raw: dict[str | int, Any] = {"profile": p.name}
 
-    # 4.1.1 Nonce: psa-hash-type (32, 48 or 64 bytes), mandatory.
-    nonce = _bytes_of(claims, p, p.nonce)
-    if len(nonce) not in HASH_SIZES:
-        raise InvalidClaim(f"{_claim(p, p.nonce)} must be 32, 48 or 64 bytes, found "
-                           f"{len(nonce)}", step=STEP)
-    # 4.2.1 Instance ID: a RAND UEID, 0x01 followed by a 32-byte hash of the IAK, mandatory.
-    instance_id = _bytes_of(claims, p, p.instance_id)
-    if len(instance_id) != INSTANCE_ID_SIZE:
-        raise InvalidClaim(f"{_claim(p, p.instance_id)} must be {INSTANCE_ID_SIZE} bytes, "
-                           f"found {len(instance_id)}", step=STEP)
-    if instance_id[0] != UEID_TYPE_RAND:
-        raise InvalidClaim(f"{_claim(p, p.instance_id)} must start with the UEID type 0x01 "
-                           f"(RAND), found 0x{instance_id[0]:02x}", step=STEP)
-    # 4.2.2 Implementation ID: 32 bytes, mandatory.
-    impl = _bytes_of(claims, p, p.implementation_id)
-    if len(impl) != IMPLEMENTATION_ID_SIZE:
-        raise InvalidClaim(f"{_claim(p, p.implementation_id)} must be "
-                           f"{IMPLEMENTATION_ID_SIZE} bytes, found {len(impl)}", step=STEP)
     # 4.2.3 Client ID: int32 (negative for the NSPE, positive for the SPE), mandatory.
     client_id = _int_of(claims, p, p.client_id)
     if not _INT32_MIN <= client_id <= _INT32_MAX:
@@ -244,8 +229,11 @@ def parse_psa_claims(claims: Mapping[Any, Any], profile: PsaProfile,
     if not 0 <= lifecycle <= 0xFFFF or (lifecycle >> 8) not in LIFECYCLE_STATES:
         raise InvalidClaim(f"{_claim(p, p.lifecycle)} value 0x{lifecycle:x} is not a PSA "
                            f"security lifecycle state", step=STEP)
-    raw["nonce"] = nonce
-    raw["instance_id"] = instance_id
+    # 4.2.2 Implementation ID: 32 bytes, mandatory.
+    impl = _bytes_of(claims, p, p.implementation_id)
+    if len(impl) != IMPLEMENTATION_ID_SIZE:
+        raise InvalidClaim(f"{_claim(p, p.implementation_id)} must be "
+                           f"{IMPLEMENTATION_ID_SIZE} bytes, found {len(impl)}", step=STEP)
     raw["implementation_id"] = impl
     raw["client_id"] = client_id
     raw["security_lifecycle"] = lifecycle
@@ -280,14 +268,6 @@ def parse_psa_claims(claims: Mapping[Any, Any], profile: PsaProfile,
             raise InvalidClaim(f"{_claim(p, p.certification_reference)} {cert!r} is not in "
                                f"{want} format (13 digits, '-', 5 digits)", step=STEP)
         raw["certification_reference"] = cert
-
-    # 4.5.1 Verification Service Indicator: a non-empty text string, optional.
-    vsi = claims.get(p.verification_service)
-    if vsi is not None:
-        if type(vsi) is not str or not vsi:
-            raise InvalidClaim(f"{_claim(p, p.verification_service)} must be a non-empty text "
-                               f"string", step=STEP)
-        raw["verification_service_indicator"] = vsi
 
     # 4.4.1 Software Components: a non-empty array, mandatory; PSA_IOT_PROFILE_1 allows it to
     # be absent only when the no-software-measurements claim (-75007) says so.
@@ -329,6 +309,30 @@ def parse_psa_claims(claims: Mapping[Any, Any], profile: PsaProfile,
                 notes.append(notice)
         components = tuple(built)
         raw["software_components"] = raw_comps
+
+    # 4.1.1 Nonce: psa-hash-type (32, 48 or 64 bytes), mandatory.
+    nonce = _bytes_of(claims, p, p.nonce)
+    if len(nonce) not in HASH_SIZES:
+        raise InvalidClaim(f"{_claim(p, p.nonce)} must be 32, 48 or 64 bytes, found "
+                           f"{len(nonce)}", step=STEP)
+    # 4.2.1 Instance ID: a RAND UEID, 0x01 followed by a 32-byte hash of the IAK, mandatory.
+    instance_id = _bytes_of(claims, p, p.instance_id)
+    if len(instance_id) != INSTANCE_ID_SIZE:
+        raise InvalidClaim(f"{_claim(p, p.instance_id)} must be {INSTANCE_ID_SIZE} bytes, "
+                           f"found {len(instance_id)}", step=STEP)
+    if instance_id[0] != UEID_TYPE_RAND:
+        raise InvalidClaim(f"{_claim(p, p.instance_id)} must start with the UEID type 0x01 "
+                           f"(RAND), found 0x{instance_id[0]:02x}", step=STEP)
+    raw["nonce"] = nonce
+    raw["instance_id"] = instance_id
+
+    # 4.5.1 Verification Service Indicator: a non-empty text string, optional.
+    vsi = claims.get(p.verification_service)
+    if vsi is not None:
+        if type(vsi) is not str or not vsi:
+            raise InvalidClaim(f"{_claim(p, p.verification_service)} must be a non-empty text "
+                               f"string", step=STEP)
+        raw["verification_service_indicator"] = vsi
 
     # Claims this profile does not define are kept, never fatal (RFC 9711 section 4).
     names = p.names
