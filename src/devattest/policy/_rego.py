@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from regopy import Bundle, Input, Interpreter, NodeKind, RegoError
+from regopy import Bundle, Interpreter, NodeKind, RegoError
 
 from devattest.errors import PolicyError
 from devattest.policy._base import PolicyDecision, PolicyInput
@@ -87,10 +87,12 @@ class RegoPolicy:
                 decision document (all the policy author's fault; the appraisal then
                 fails closed).
         """
-        document = policy_input_document(policy_input)
+        # The input goes in as JSON text: regopy's Input() builds arrays that some built-ins
+        # (json.marshal) cannot read, and which silently turn a decision "undefined".
+        document = json.dumps(policy_input_document(policy_input), allow_nan=False)
         with self._lock:
             try:
-                self._runner.set_input(Input(document))
+                self._runner.set_input_term(document)
                 output = self._runner.query_bundle(self._bundle)
                 kind = output.node().kind
                 if kind == NodeKind.ErrorSeq or not output.ok():
