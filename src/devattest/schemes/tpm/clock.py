@@ -77,6 +77,14 @@ class ClockCheck:
                 raise QuoteReplayed(f.message, step="5.6")
 
 
+def _forward(previous: int, current: int) -> int:
+    """``current - previous`` for u32 counters that may be obfuscated (TPM 2.0 Part 1
+    section 36.7: for keys outside the endorsement and platform hierarchies the TPM adds a
+    per-key constant to resetCount and restartCount, modulo 2**32). Negative = backwards."""
+    delta = (current - previous) % (1 << 32)
+    return delta if delta < (1 << 31) else delta - (1 << 32)
+
+
 def check_clock_monotonic(previous: ClockState | None, current: ClockState) -> ClockCheck:
     """Compare a quote's clock with the last one seen from the same TPM.
 
@@ -91,15 +99,16 @@ def check_clock_monotonic(previous: ClockState | None, current: ClockState) -> C
     if previous is None:
         return ClockCheck((), ("first quote seen from this TPM",), False, current)
     p, c = previous, current
-    if c.reset_count < p.reset_count or (
-            c.reset_count == p.reset_count and c.restart_count < p.restart_count):
+    d_reset = _forward(p.reset_count, c.reset_count)
+    d_restart = _forward(p.restart_count, c.restart_count)
+    if d_reset < 0 or (d_reset == 0 and d_restart < 0):
         msg = (f"TPM resetCount/restartCount went backwards "
                f"({p.reset_count}/{p.restart_count} -> {c.reset_count}/{c.restart_count}): "
                "TPM state rolled back or a different TPM")
         return ClockCheck(
             (Finding("hardware", ar4si.CONTRAINDICATED_HARDWARE, TpmClockRegression.code, msg),),
             (), False, previous)
-    if c.reset_count > p.reset_count:
+    if d_reset > 0:
         notes = [f"reboot detected (resetCount {p.reset_count} -> {c.reset_count})"]
         if c.safe and c.clock <= p.clock:
             msg = (f"TPM clock went backwards across a reboot ({p.clock} -> {c.clock}) "
@@ -108,7 +117,7 @@ def check_clock_monotonic(previous: ClockState | None, current: ClockState) -> C
                 (Finding("hardware", ar4si.CONTRAINDICATED_HARDWARE,
                          TpmClockRegression.code, msg),), tuple(notes), True, previous)
         return ClockCheck((), tuple(notes), True, current)
-    if c.restart_count > p.restart_count:
+    if d_restart > 0:
         return ClockCheck((), (f"TPM restart or resume detected (restartCount "
                                f"{p.restart_count} -> {c.restart_count})",), False, current)
     if c.clock <= p.clock:
