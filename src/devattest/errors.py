@@ -389,6 +389,13 @@ class ProvisioningError(DevattestError):
     code = "provisioning_invalid"
 
 
+class OnboardingRefused(ProvisioningError):
+    """A device is not issued owner credentials: no fresh, affirming attestation result is
+    bound to its key."""
+
+    code = "onboarding_refused"
+
+
 class ProvisioningSchemaError(ProvisioningError):
     """A provisioning document (devattest JSON/YAML) breaks its schema.
 

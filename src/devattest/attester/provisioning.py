@@ -1,0 +1,425 @@
+"""Device life-cycle services over the embedded PKI, for the ``devattest pki`` and
+``devattest device`` commands: provision on the factory line, onboard to an owner, transfer
+ownership, revoke.
+
+State on disk is one directory per CA::
+
+    <ca-dir>/
+      key.pem     the CA's private key, PKCS#8 PEM, mode 0600 (keep a root's offline)
+      cert.pem    the CA's certificate
+      chain.pem   the certificates above it, nearest first, up to the root (empty for a root)
+      crl.pem     its current CRL (re-signed on every revocation, see refresh_crl)
+      serial      the next certificate serial number, hex (advanced under a file lock)
+
+Manufacturer: ``<root-dir>`` (offline) and ``<issuing-dir>`` from :func:`init_manufacturer_ca`.
+Owner: one directory per owner from :func:`init_owner_ca`. Verifiers trust the root (or owner
+CA) certificate and its CRLs as :class:`~devattest.model.CertificateAnchor` values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from devattest.attester.backends._base import SecureElement
+from devattest.cose import decode_cose, verify_sign1
+from devattest.crypto import pki
+from devattest.crypto.chain import validate_chain
+from devattest.errors import DevattestError, OnboardingRefused, ProvisioningError
+from devattest.model import DEFAULT_LIMITS, DEFAULT_OPTIONS, AttestationResult, Status
+from devattest.model.anchors import TrustAnchors
+
+#: How old an Attestation Result may be when it is presented for onboarding.
+DEFAULT_MAX_RESULT_AGE = dt.timedelta(minutes=15)
+_CLOCK_SKEW = dt.timedelta(minutes=1)
+
+
+# --------------------------------------------------------------------------------------
+# CA directories
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CaDirectory:
+    """A CA's state directory (see the module docstring for the layout)."""
+
+    path: Path
+
+    @property
+    def key_path(self) -> Path:
+        return self.path / "key.pem"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.path / "cert.pem"
+
+    @property
+    def chain_path(self) -> Path:
+        return self.path / "chain.pem"
+
+    @property
+    def crl_path(self) -> Path:
+        return self.path / "crl.pem"
+
+    @property
+    def serial_path(self) -> Path:
+        return self.path / "serial"
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], ca: pki.CertificateAuthority, *,
+               now: dt.datetime, password: bytes | None = None) -> CaDirectory:
+        """Write a new CA directory with an empty CRL.
+
+        Raises:
+            ProvisioningError: if ``path`` already holds a CA.
+        """
+        directory = cls(Path(path))
+        directory.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if directory.key_path.exists() or directory.cert_path.exists():
+            raise ProvisioningError(f"{directory.path} already holds a CA")
+        pki.save_private_key(directory.key_path, ca.private_key, password)
+        pki.save_certificates(directory.cert_path, [ca.certificate])
+        pki.save_certificates(directory.chain_path, ca.chain)
+        pki.save_crl(directory.crl_path, pki.issue_crl(ca, revoked=(), now=now, crl_number=1))
+        # Start serials at a random 64-bit offset so two CAs never count alike.
+        directory.serial_path.write_text(f"{x509.random_serial_number() >> 95:x}\n")
+        return directory
+
+    def load(self, password: bytes | None = None) -> pki.CertificateAuthority:
+        """The CA (certificate, key, chain).
+
+        Raises:
+            ProvisioningError: if files are missing or the key does not match the certificate.
+        """
+        try:
+            key = pki.load_private_key(self.key_path, password)
+            cert = pki.load_certificate(self.cert_path)
+            chain = (pki.load_certificates(self.chain_path) if self.chain_path.exists()
+                     and self.chain_path.stat().st_size else ())
+        except (OSError, ValueError, IndexError) as exc:
+            raise ProvisioningError(f"{self.path}: not a readable CA directory: {exc}") from exc
+        if key.public_key() != cert.public_key():
+            raise ProvisioningError(f"{self.path}: key.pem does not match cert.pem")
+        return pki.CertificateAuthority(certificate=cert, private_key=key, chain=chain)
+
+    def certificate(self) -> x509.Certificate:
+        """The CA certificate alone (no private key needed)."""
+        return pki.load_certificate(self.cert_path)
+
+    def crl(self) -> x509.CertificateRevocationList:
+        """The current CRL."""
+        return pki.load_crl(self.crl_path)
+
+    def next_serial(self) -> int:
+        """Take the next certificate serial number (under an exclusive file lock)."""
+        with self._locked() as fh:
+            value = int(fh.read().strip() or "1", 16)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{value + 1:x}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return value
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[TextIO]:
+        with self.serial_path.open("r+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield fh
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def revoke(self, serial_number: int, *, now: dt.datetime,
+               reason: x509.ReasonFlags | None = None, password: bytes | None = None
+               ) -> x509.CertificateRevocationList:
+        """Add ``serial_number`` to this CA's CRL, re-sign and save it.
+
+        Raises:
+            ProvisioningError: if the stored CRL was not issued by this CA.
+        """
+        ca = self.load(password)
+        crl = pki.revoke(ca, self.crl(), serial_number, now=now, reason=reason)
+        pki.save_crl(self.crl_path, crl)
+        return crl
+
+    def refresh_crl(self, *, now: dt.datetime, password: bytes | None = None
+                    ) -> x509.CertificateRevocationList:
+        """Re-sign the CRL with the same entries and a new validity (run before nextUpdate).
+
+        Raises:
+            ProvisioningError: if the stored CRL was not issued by this CA.
+        """
+        ca = self.load(password)
+        old = self.crl()
+        if old.issuer != ca.name or not old.is_signature_valid(ca.private_key.public_key()):
+            raise ProvisioningError(f"{self.crl_path} was not issued by this CA")
+        crl = pki.issue_crl(ca, revoked=pki.crl_entries(old), now=now,
+                            crl_number=pki.crl_number_of(old) + 1)
+        pki.save_crl(self.crl_path, crl)
+        return crl
+
+
+def init_manufacturer_ca(root_dir: str | os.PathLike[str], issuing_dir: str | os.PathLike[str],
+                         organization: str, *, now: dt.datetime,
+                         password: bytes | None = None) -> tuple[CaDirectory, CaDirectory]:
+    """Create a manufacturer's offline root and its issuing intermediate.
+
+    Raises:
+        ProvisioningError: if either directory already holds a CA.
+    """
+    m = pki.create_manufacturer_pki(organization, now=now)
+    return (CaDirectory.create(root_dir, m.root, now=now, password=password),
+            CaDirectory.create(issuing_dir, m.issuing, now=now, password=password))
+
+
+def init_owner_ca(directory: str | os.PathLike[str], organization: str, *, now: dt.datetime,
+                  password: bytes | None = None) -> CaDirectory:
+    """Create an owner CA.
+
+    Raises:
+        ProvisioningError: if the directory already holds a CA.
+    """
+    return CaDirectory.create(directory, pki.create_owner_ca(organization, now=now), now=now,
+                              password=password)
+
+
+def _ca_and_serial(ca: CaDirectory | pki.CertificateAuthority, password: bytes | None
+                   ) -> tuple[pki.CertificateAuthority, int | None]:
+    if isinstance(ca, CaDirectory):
+        return ca.load(password), ca.next_serial()
+    return ca, None
+
+
+# --------------------------------------------------------------------------------------
+# Factory line
+# --------------------------------------------------------------------------------------
+def provision_device(se: SecureElement, *, manufacturer_ca: CaDirectory | pki.CertificateAuthority,
+                     now: dt.datetime, serial: str | None = None, ueid: bytes | None = None,
+                     fw_measurements: Iterable[bytes | pki.Fwid] | None = None,
+                     tcb_info: pki.TcbInfo | None = None, days: int = pki.DEFAULT_DEVICE_DAYS,
+                     password: bytes | None = None) -> tuple[x509.Certificate, ...]:
+    """Certify a secure element's attestation key on the factory line.
+
+    The key was generated inside ``se`` (its backend's open-or-create). A CSR signed by the
+    element proves possession; the issuing CA then issues the attestation-key certificate,
+    with the hardware-backed marker only when ``se`` is real hardware.
+
+    Args:
+        se: The device's secure element.
+        manufacturer_ca: The issuing CA (a directory, or an in-memory CA for tests).
+        now: Issuance time.
+        serial: Device serial number (``serialNumber`` in the subject).
+        ueid: Device UEID (``UID`` in the subject).
+        fw_measurements: Provisioned firmware digests (SHA-256 unless given as ``Fwid``),
+            recorded as TCG DICE TcbInfo FWIDs.
+        tcb_info: A full TcbInfo instead (its fwids are extended by ``fw_measurements``).
+        days: Certificate validity.
+        password: Passphrase of the CA key, if any.
+
+    Returns:
+        The chain for COSE ``x5chain``, leaf first, up to (excluding) the root.
+
+    Raises:
+        ValueError: if neither ``serial`` nor ``ueid`` is given.
+        ProvisioningError: if the element's CSR does not verify.
+        SecureElementError: if the element fails to sign.
+    """
+    ca, serial_number = _ca_and_serial(manufacturer_ca, password)
+    subject = pki.device_name(organization=ca.organization, serial=serial, ueid=ueid)
+    csr = pki.build_csr(se, subject=subject)
+    if fw_measurements is not None:
+        fwids = tuple(m if isinstance(m, pki.Fwid) else pki.Fwid(bytes(m))
+                      for m in fw_measurements)
+        base = tcb_info or pki.TcbInfo()
+        tcb_info = pki.TcbInfo(fwids=base.fwids + fwids, vendor=base.vendor or ca.organization,
+                               model=base.model, version=base.version, svn=base.svn,
+                               layer=base.layer, index=base.index)
+    props = se.properties
+    leaf = pki.issue_attestation_certificate(
+        ca, csr, subject=subject, now=now,
+        hardware_backend=props.backend if props.hardware_backed else None,
+        tcb_info=tcb_info, days=days, serial_number=serial_number)
+    root_excluded = tuple(c for c in ca.chain if c.issuer != c.subject)
+    return (leaf, ca.certificate, *root_excluded)
+
+
+def chain_der(chain: Iterable[x509.Certificate]) -> tuple[bytes, ...]:
+    """DER encodings for COSE ``x5chain``."""
+    return tuple(c.public_bytes(Encoding.DER) for c in chain)
+
+
+# --------------------------------------------------------------------------------------
+# Onboarding and ownership transfer
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class OwnerCredential:
+    """What onboarding or a transfer hands the device."""
+
+    certificate: x509.Certificate
+    #: The owner CA's certificate (the device's owner chain is ``(certificate, ca)``).
+    ca_certificate: x509.Certificate
+    owner_epoch: int
+
+
+def _require_attested(result: AttestationResult, evidence: bytes, device_chain: tuple[bytes, ...],
+                      manufacturer_anchors: TrustAnchors, *, now: dt.datetime,
+                      max_result_age: dt.timedelta) -> tuple[ec.EllipticCurvePublicKey,
+                                                             x509.Certificate, str | None]:
+    # 1: the result is affirming, in every submodule.
+    if result.status is not Status.AFFIRMING or any(
+            sub.status is not Status.AFFIRMING for sub in result.submods.values()):
+        raise OnboardingRefused(f"attestation result is {result.status.value}, not affirming",
+                                step="1")
+    # 2: the result is fresh.
+    iat = dt.datetime.fromtimestamp(result.iat, dt.UTC)
+    if iat > now + _CLOCK_SKEW or now - iat > max_result_age:
+        raise OnboardingRefused(f"attestation result issued at {iat.isoformat()} is not fresh",
+                                step="2")
+    if result.exp is not None and dt.datetime.fromtimestamp(result.exp, dt.UTC) < now:
+        raise OnboardingRefused("attestation result has expired", step="2")
+    # 3: the result is about this Evidence.
+    if result.evidence_digest is None or \
+            result.evidence_digest != hashlib.sha256(evidence).digest():
+        raise OnboardingRefused("attestation result is not bound to the presented Evidence",
+                                step="3")
+    # 4: the device's manufacturer chain is valid now.
+    try:
+        anchor = validate_chain(device_chain, manufacturer_anchors, now=now)
+    except DevattestError as exc:
+        raise OnboardingRefused(f"device certificate chain: {exc.diagnostics()}",
+                                step="4") from exc
+    # 5: the Evidence was signed by the certified key, and names that chain (RFC 9360).
+    try:
+        msg = decode_cose(evidence, limits=DEFAULT_LIMITS, options=DEFAULT_OPTIONS,
+                          expected="sign1")
+        if msg.x5chain and msg.x5chain != tuple(device_chain):
+            raise OnboardingRefused("the Evidence carries another certificate chain", step="5")
+        verify_sign1(msg, anchor.public_key, options=DEFAULT_OPTIONS)
+    except OnboardingRefused:
+        raise
+    except DevattestError as exc:
+        raise OnboardingRefused(f"the Evidence is not signed by the device's certified key: "
+                                f"{exc.diagnostics()}", step="5") from exc
+    leaf = x509.load_der_x509_certificate(device_chain[0])
+    key = anchor.public_key
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return key, leaf, pki.hardware_backend_of(leaf)
+
+
+def issue_owner_certificate(owner_ca: CaDirectory | pki.CertificateAuthority, *,
+                            result: AttestationResult, evidence: bytes,
+                            device_chain: tuple[bytes, ...], manufacturer_anchors: TrustAnchors,
+                            now: dt.datetime, owner_epoch: int = 1,
+                            max_result_age: dt.timedelta = DEFAULT_MAX_RESULT_AGE,
+                            days: int = pki.DEFAULT_OWNER_DAYS, password: bytes | None = None
+                            ) -> OwnerCredential:
+    """Onboard a device: issue an owner certificate for its secure-element key, only after a
+    successful attestation.
+
+    Steps: (1) ``result`` is affirming; (2) it is fresh; (3) its ``evidence_digest`` is
+    SHA-256 of ``evidence``; (4) ``device_chain`` validates against the manufacturer anchors;
+    (5) ``evidence`` is a COSE_Sign1 signed by the chain's leaf key (and names that chain).
+
+    Args:
+        owner_ca: The owner's CA.
+        result: The verifier's Attestation Result for ``evidence``.
+        evidence: The Evidence the device presented (COSE_Sign1: PSA token or EAT).
+        device_chain: The device's manufacturer x5chain (DER, leaf first).
+        manufacturer_anchors: The manufacturer Trust Anchors (with current CRLs).
+        now: Issuance time.
+        owner_epoch: The owner epoch to certify (1 on first onboarding).
+        max_result_age: How old ``result`` may be.
+        days: Certificate validity.
+        password: Passphrase of the CA key, if any.
+
+    Returns:
+        The owner credential.
+
+    Raises:
+        OnboardingRefused: if any step fails (``step`` says which).
+    """
+    key, leaf, backend = _require_attested(result, evidence, device_chain, manufacturer_anchors,
+                                           now=now, max_result_age=max_result_age)
+    ca, serial_number = _ca_and_serial(owner_ca, password)
+    device_serial, ueid = pki.device_identity(leaf.subject)
+    subject = pki.device_name(organization=ca.organization, serial=device_serial, ueid=ueid)
+    cert = pki.issue_owner_certificate(ca, key, subject=subject, owner_epoch=owner_epoch,
+                                       now=now, hardware_backend=backend, days=days,
+                                       serial_number=serial_number)
+    return OwnerCredential(certificate=cert, ca_certificate=ca.certificate,
+                           owner_epoch=owner_epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnershipTransfer:
+    """The outcome of a transfer: the new owner's credential and the old owner's new CRL."""
+
+    credential: OwnerCredential
+    previous_owner_crl: x509.CertificateRevocationList
+
+
+def transfer_ownership(*, previous_owner_ca: CaDirectory, previous_certificate: x509.Certificate,
+                       new_owner_ca: CaDirectory | pki.CertificateAuthority,
+                       result: AttestationResult, evidence: bytes,
+                       device_chain: tuple[bytes, ...], manufacturer_anchors: TrustAnchors,
+                       now: dt.datetime, max_result_age: dt.timedelta = DEFAULT_MAX_RESULT_AGE,
+                       days: int = pki.DEFAULT_OWNER_DAYS,
+                       previous_password: bytes | None = None,
+                       new_password: bytes | None = None) -> OwnershipTransfer:
+    """Move a device to a new owner: the new owner's certificate is issued (after a successful
+    attestation, as for onboarding) with the owner epoch incremented, then the previous
+    owner's certificate is revoked on the previous owner's CRL (reason superseded).
+
+    Raises:
+        OnboardingRefused: if the attestation checks fail (nothing is revoked then).
+        ProvisioningError: if ``previous_certificate`` was not issued by
+            ``previous_owner_ca`` or certifies another key.
+    """
+    prev_ca_cert = previous_owner_ca.certificate()
+    try:
+        previous_certificate.verify_directly_issued_by(prev_ca_cert)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise ProvisioningError("the previous owner certificate was not issued by the "
+                                "previous owner CA") from exc
+    epoch = pki.owner_epoch_of(previous_certificate)
+    if epoch is None:
+        raise ProvisioningError("the previous owner certificate carries no owner epoch")
+    if not device_chain or previous_certificate.public_key() != \
+            x509.load_der_x509_certificate(device_chain[0]).public_key():
+        raise ProvisioningError("the previous owner certificate certifies another key")
+    credential = issue_owner_certificate(
+        new_owner_ca, result=result, evidence=evidence, device_chain=device_chain,
+        manufacturer_anchors=manufacturer_anchors, now=now, owner_epoch=epoch + 1,
+        max_result_age=max_result_age, days=days, password=new_password)
+    crl = previous_owner_ca.revoke(previous_certificate.serial_number, now=now,
+                                   reason=x509.ReasonFlags.superseded,
+                                   password=previous_password)
+    return OwnershipTransfer(credential=credential, previous_owner_crl=crl)
+
+
+def revoke(ca: CaDirectory, certificate_or_serial: x509.Certificate | int, *, now: dt.datetime,
+           reason: x509.ReasonFlags | None = None, password: bytes | None = None
+           ) -> x509.CertificateRevocationList:
+    """Revoke a device (or owner) certificate on its CA's CRL and return the new CRL.
+
+    Raises:
+        ProvisioningError: if a certificate is given that this CA did not issue.
+    """
+    if isinstance(certificate_or_serial, x509.Certificate):
+        if certificate_or_serial.issuer != ca.certificate().subject:
+            raise ProvisioningError("that certificate was not issued by this CA")
+        serial_number = certificate_or_serial.serial_number
+    else:
+        serial_number = certificate_or_serial
+    return ca.revoke(serial_number, now=now, reason=reason, password=password)
