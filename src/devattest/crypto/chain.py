@@ -73,6 +73,9 @@ class ChainVerdict:
 # --------------------------------------------------------------------------------------
 # Verified-chain cache: one per TrustAnchors object (a "generation")
 # --------------------------------------------------------------------------------------
+_CacheKey = tuple[bool, bool, tuple[bytes, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     anchor: KeyAnchor
@@ -86,7 +89,7 @@ class _Generation:
     def __init__(self, anchors: TrustAnchors) -> None:
         size = anchors.extensions.get(CACHE_SIZE_EXTENSION, DEFAULT_CACHE_SIZE)
         self.maxsize = int(size)
-        self.entries: OrderedDict[tuple[bool, tuple[bytes, ...]], _Entry] = OrderedDict()
+        self.entries: OrderedDict[_CacheKey, _Entry] = OrderedDict()
         self.lock = threading.Lock()
         self.by_der = {a.certificate.public_bytes(_DER): a for a in anchors.certificates}
         self.by_subject: dict[x509.Name, list[CertificateAnchor]] = {}
@@ -99,7 +102,7 @@ class _Generation:
         self.store = xv.Store([a.certificate for a in anchors.certificates]) if (
             anchors.certificates) else None
 
-    def get(self, key: tuple[bool, tuple[bytes, ...]], now: dt.datetime) -> KeyAnchor | None:
+    def get(self, key: _CacheKey, now: dt.datetime) -> KeyAnchor | None:
         with self.lock:
             entry = self.entries.get(key)
             if entry is None:
@@ -110,7 +113,7 @@ class _Generation:
             self.entries.move_to_end(key)
             return entry.anchor
 
-    def put(self, key: tuple[bool, tuple[bytes, ...]], entry: _Entry) -> None:
+    def put(self, key: _CacheKey, entry: _Entry) -> None:
         if self.maxsize <= 0:
             return
         with self.lock:
@@ -176,7 +179,7 @@ def validate_chain(x5chain: tuple[bytes, ...], anchors: TrustAnchors, *, now: dt
         # Fail closed: no certificate Trust Anchors means nothing can be trusted.
         raise UntrustedChain("no certificate Trust Anchors are provisioned", step="2")
     gen = _generation(anchors)
-    key = (require_purpose, tuple(x5chain))
+    key = (require_purpose, require_crl, tuple(x5chain))
     cached = gen.get(key, now)
     if cached is not None:
         return cached
