@@ -144,6 +144,18 @@ def alg_for_public_key(public_key: Any) -> int:
     raise AlgorithmError(f"not a supported public key: {type(public_key).__name__}")
 
 
+# Concrete EC public key classes seen so far: isinstance against the ABC costs more than
+# the rest of the COSE overhead on the hot path.
+_EC_PUBLIC_TYPES: set[type] = set()
+
+
+def _remember_ec_public_type(public_key: Any) -> bool:
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        _EC_PUBLIC_TYPES.add(type(public_key))
+        return True
+    return False
+
+
 def _verify_signature(alg: int, public_key: Any, tbs: bytes, signature: bytes) -> None:
     """Verify a COSE signature over the ToBeSigned bytes (RFC 9053 sections 2.1 and 2.2).
 
@@ -157,7 +169,8 @@ def _verify_signature(alg: int, public_key: Any, tbs: bytes, signature: bytes) -
     if spec is not None:
         curve, size, algorithm = spec
         # RFC 9053 section 2.1: the key must be on the algorithm's curve.
-        if not isinstance(public_key, ec.EllipticCurvePublicKey) or type(
+        if (type(public_key) not in _EC_PUBLIC_TYPES
+                and not _remember_ec_public_type(public_key)) or type(
                 public_key.curve) is not curve:
             raise AlgorithmError(f"{alg_name(alg)} requires a {curve.name} public key")
         # RFC 9053 section 2.1: the signature is r||s, each exactly the curve size.

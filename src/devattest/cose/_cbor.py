@@ -100,68 +100,75 @@ def strict_loads(data: bytes, *, limits: DecodeLimits) -> Any:
     return obj
 
 
-def _plain_within_limits(obj: Any, limits: DecodeLimits, n: int) -> bool:
+def _plain_within_limits(obj: Any, limits: DecodeLimits, n: int, depth: int = 0) -> bool:
     """Fast-path precondition: ``obj`` holds only plain types (int, float, bool, None, str,
     bytes, list, dict with int/str/bytes keys, CBORTag), within the depth and container
     limits, and expands to no more elements and string bytes than the input has bytes (so
-    shared references cannot make the re-encoding explode). False sends the input to the
-    authoritative walker; it never decides a rejection by itself."""
+    shared references cannot make the re-encoding explode). ``depth`` is the nesting depth
+    enclosing ``obj``. False sends the input to the authoritative walker; it never decides a
+    rejection by itself."""
+    t = type(obj)
+    if t is not list and t is not dict and t is not _CBORTag:
+        if t is str or t is bytes:
+            return len(obj) <= n
+        return t is int or t is float or t is bool or obj is None
     max_depth = limits.max_depth
     max_items = limits.max_container_items
     budget = n
-    stack: list[tuple[Any, int]] = [(obj, 0)]
+    # Entries are (item, enclosing depth); opening a container (or a tag around one) at
+    # enclosing depth d needs d < max_depth, as in _strict_walk.
+    stack: list[tuple[Any, int]] = [(obj, depth)]
     pop = stack.pop
     push = stack.append
     while stack:
-        item, depth = pop()
-        t = type(item)
-        if t is _CBORTag:
+        item, d = pop()
+        if type(item) is _CBORTag:
             if item.tag in REFUSED_TAGS:
                 return False
             inner = item.value
             ti = type(inner)
+            budget -= 1
             if ti is list or ti is dict or ti is _CBORTag:
-                if depth >= max_depth:
+                if d >= max_depth:
                     return False
-                push((inner, depth + 1))
+                push((inner, d + 1))
             elif ti is int:
+                # A bignum (tag 2/3) decodes to an int; do not mistake it for a plain int.
                 if not -(1 << 64) <= inner < (1 << 64):
                     return False
             elif ti is str or ti is bytes:
                 budget -= len(inner)
             elif not (ti is float or ti is bool or inner is None):
                 return False
-            budget -= 1
             continue
-        if t is list:
-            values: Any = item
-            budget -= len(item)
-        elif t is dict:
-            for k in item:
+        if d >= max_depth or len(item) > max_items:
+            return False
+        d += 1
+        if type(item) is dict:
+            budget -= 2 * len(item)
+            for k, v in item.items():
                 tk = type(k)
                 if tk is str or tk is bytes:
                     budget -= len(k)
                 elif tk is not int:
                     return False
-            values = item.values()
-            budget -= 2 * len(item)
-        else:
-            # a top-level scalar
-            if t is str or t is bytes:
-                return len(item) <= n
-            return t is int or t is float or t is bool or item is None
-        if len(item) > max_items:
-            return False
-        for v in values:
-            tv = type(v)
-            if tv is str or tv is bytes:
-                budget -= len(v)
-            elif tv is list or tv is dict or tv is _CBORTag:
-                if depth >= max_depth:
+                tv = type(v)
+                if tv is str or tv is bytes:
+                    budget -= len(v)
+                elif tv is list or tv is dict or tv is _CBORTag:
+                    push((v, d))
+                elif not (tv is int or tv is float or tv is bool or v is None):
                     return False
-                push((v, depth + 1))
-            elif not (tv is int or tv is float or tv is bool or v is None):
-                return False
+        else:
+            budget -= len(item)
+            for v in item:
+                tv = type(v)
+                if tv is str or tv is bytes:
+                    budget -= len(v)
+                elif tv is list or tv is dict or tv is _CBORTag:
+                    push((v, d))
+                elif not (tv is int or tv is float or tv is bool or v is None):
+                    return False
         if budget < 0:
             return False
     return budget >= 0
