@@ -73,6 +73,15 @@ def test_veraison_ear_jwt_verifies_with_pkey(name: str) -> None:
     assert sub.trust_vector == TrustVector(2, 2, 3, 2, 2, 2, 2, 2)
 
 
+def test_veraison_ear_jwt_without_exp_is_refused_past_max_age() -> None:
+    from devattest.errors import ResultExpired
+
+    token = (VERAISON / JWTS[0]).read_text().strip()
+    verify_ear_jwt(token, pkey(), now=VERAISON_IAT + 3600, max_age=3600)
+    with pytest.raises(ResultExpired, match="more than 3600s ago"):
+        verify_ear_jwt(token, pkey(), now=VERAISON_IAT + 3600 + 61, max_age=3600)
+
+
 def test_veraison_ear_jwt_matches_its_claims_file() -> None:
     token = (VERAISON / JWTS[0]).read_text().strip()
     signed = verify_ear_jwt(token, pkey(), now=VERAISON_IAT + 1)

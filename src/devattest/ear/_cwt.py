@@ -50,8 +50,8 @@ def sign_ear_cwt(result: AttestationResult, signer: Any, *, kid: bytes | None = 
 
 
 def verify_ear_cwt(token: bytes, public_key: Any, *, now: int,
-                   leeway: int = DEFAULT_LEEWAY, limits: DecodeLimits = EAR_CWT_LIMITS
-                   ) -> AttestationResult:
+                   leeway: int = DEFAULT_LEEWAY, max_age: int | None = None,
+                   limits: DecodeLimits = EAR_CWT_LIMITS) -> AttestationResult:
     """Verify an EAR CWT as a Relying Party and return the Attestation Result.
 
     Args:
@@ -59,6 +59,7 @@ def verify_ear_cwt(token: bytes, public_key: Any, *, now: int,
         public_key: the Verifier's EC or Ed25519 public key.
         now: the current time, POSIX seconds.
         leeway: allowed clock skew in seconds.
+        max_age: if set, reject a result issued more than this many seconds ago.
         limits: decoding limits for the token and the claims-set.
 
     Returns:
@@ -88,6 +89,7 @@ def verify_ear_cwt(token: bytes, public_key: Any, *, now: int,
     if not isinstance(claims, dict):
         raise MalformedResult("the CWT claims-set is not a map")
     # Step 4 (RFC 8392 3.1.4, 3.1.6; draft-ietf-rats-ear-03 section 3): time claims.
-    check_times(claims.get(6), claims.get(4), claims.get(5), now=now, leeway=leeway)
+    check_times(claims.get(6), claims.get(4), claims.get(5), now=now, leeway=leeway,
+                max_age=max_age)
     # Step 5 (draft-ietf-rats-ear-03 section 3.3): parse the EAR claims-set.
     return cbor_claims_to_result(claims)

@@ -72,8 +72,8 @@ def sign_ear_jwt(result: AttestationResult, private_key: Any, *, kid: str | None
 
 
 def verify_ear_jwt(token: str | bytes, public_key: Any, *, now: int,
-                   leeway: int = DEFAULT_LEEWAY, max_size: int = MAX_JWT_SIZE
-                   ) -> AttestationResult:
+                   leeway: int = DEFAULT_LEEWAY, max_age: int | None = None,
+                   max_size: int = MAX_JWT_SIZE) -> AttestationResult:
     """Verify an EAR JWT as a Relying Party and return the Attestation Result.
 
     The key alone decides the algorithm; header keys (``jwk``, ``jku``, ``x5c``, ``x5u``)
@@ -84,6 +84,8 @@ def verify_ear_jwt(token: str | bytes, public_key: Any, *, now: int,
         public_key: the Verifier's EC or Ed25519 public key.
         now: the current time, POSIX seconds.
         leeway: allowed clock skew in seconds.
+        max_age: if set, reject a result issued more than this many seconds ago (for
+            EARs without ``exp``, such as Veraison's).
         max_size: the largest token accepted, in bytes.
 
     Returns:
@@ -132,17 +134,19 @@ def verify_ear_jwt(token: str | bytes, public_key: Any, *, now: int,
     claims = _strict_json(b64url_decode_strict(payload_b64, "JWS payload"), "JWT claims-set")
     # Step 7 (RFC 7519 4.1.4, 4.1.5; draft-ietf-rats-ear-03 section 3): time claims.
     check_times(claims.get("iat"), claims.get("exp"), claims.get("nbf"),
-                now=now, leeway=leeway)
+                now=now, leeway=leeway, max_age=max_age)
     # Step 8 (draft-ietf-rats-ear-03 section 3): parse the EAR claims-set.
     return claims_to_result(claims)
 
 
-def check_times(iat: Any, exp: Any, nbf: Any, *, now: int, leeway: int) -> None:
+def check_times(iat: Any, exp: Any, nbf: Any, *, now: int, leeway: int,
+                max_age: int | None = None) -> None:
     """Check ``iat``, ``exp`` and ``nbf`` against ``now`` (RFC 7519 4.1.4-4.1.6).
 
     Raises:
         MalformedResult: a time claim is not an integer (EAR forbids floats).
-        ResultExpired: the token is expired, not yet valid, or issued in the future.
+        ResultExpired: the token is expired, not yet valid, issued in the future, or
+            older than ``max_age``.
     """
     for name, value in (("iat", iat), ("exp", exp), ("nbf", nbf)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
@@ -153,6 +157,8 @@ def check_times(iat: Any, exp: Any, nbf: Any, *, now: int, leeway: int) -> None:
         raise ResultExpired(f"the EAR is not valid before {nbf} (now {now})")
     if iat is not None and iat > now + leeway:
         raise ResultExpired(f"the EAR was issued in the future ({iat}, now {now})")
+    if max_age is not None and iat is not None and now - iat > max_age + leeway:
+        raise ResultExpired(f"the EAR was issued at {iat}, more than {max_age}s ago")
 
 
 def _verify_signature(public_key: Any, alg: str, signature: bytes, data: bytes) -> None:
