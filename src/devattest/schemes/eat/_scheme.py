@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import cbor2
+
 from devattest.cose import (
     ES256,
     ES384,
@@ -65,6 +67,8 @@ MEDIA_TYPE_EAT_CWT_CONSTRAINED = f'application/eat+cwt; eat_profile="{PROFILE_CO
 
 #: CoAP content format of a CoSWID (RFC 9393 section 6.1): application/swid+cbor.
 COAP_CT_COSWID = 258
+#: CBOR tag of a tagged CoSWID (RFC 9393 section 8).
+TAG_COSWID = 1398229316
 # CoSWID keys (RFC 9393 section 2): software-version, evidence, payload, directory, file,
 # hash, fs-name.
 _SWID_VERSION, _SWID_EVIDENCE, _SWID_PAYLOAD = 13, 3, 6
@@ -83,7 +87,9 @@ class EatEvidence:
     message: CoseMessage
     claims_set: dict[Any, Any]
     key_hints: KeyHints
-    nonce: bytes | list[bytes] | None
+    #: bytes, or a list of bytes when the EAT carries several nonces (RFC 9711 section 4.1);
+    #: the core's step 4 accepts a match with any of them.
+    nonce: Any
     parsed: EatClaimsSet | None
     claims_error: DevattestError | None
     software_components: tuple[SoftwareComponent, ...] = ()
@@ -103,6 +109,8 @@ def _coswid_components(content: Any, limits: DecodeLimits
         swid = strict_loads(content, limits=limits)
     except DevattestError as err:
         return [], f"a CoSWID measurement is not valid CBOR: {err.message}"
+    if type(swid) is cbor2.CBORTag and swid.tag == TAG_COSWID:
+        swid = swid.value
     if not isinstance(swid, dict):
         return [], "a CoSWID measurement is not a map"
     version = swid.get(_SWID_VERSION)
