@@ -126,7 +126,8 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A session in a read-only transaction (rolled back at the end).
+        """A session for reading (its transaction just ends: nothing was written). Objects
+        stay usable after the block.
 
         Raises:
             StoreError: the database failed.
@@ -135,7 +136,6 @@ class Store:
             try:
                 with session.begin():
                     yield session
-                    session.rollback()
             except SQLAlchemyError as exc:
                 raise StoreError(f"database error: {type(exc).__name__}") from exc
 

@@ -181,6 +181,36 @@ class LifecycleRepository:
                    LifecycleEventRecord.deadline.is_not(None))
             .order_by(LifecycleEventRecord.id)).all()
 
+    def pending_events_for(self, device_ids: Sequence[str]
+                           ) -> dict[str, list[LifecycleEventRecord]]:
+        """Pending events of many devices at once (fleet views), oldest first."""
+        out: dict[str, list[LifecycleEventRecord]] = {d: [] for d in device_ids}
+        for i in range(0, len(device_ids), 500):
+            chunk = list(device_ids[i:i + 500])
+            for row in self._s.scalars(
+                    select(LifecycleEventRecord)
+                    .where(LifecycleEventRecord.device_id.in_(chunk),
+                           LifecycleEventRecord.satisfied_at.is_(None),
+                           LifecycleEventRecord.deadline.is_not(None))
+                    .order_by(LifecycleEventRecord.id)):
+                out[row.device_id].append(row)
+        return out
+
+    def find_event(self, event_id: str) -> LifecycleEventRecord | None:
+        """The event with this id, if it was already recorded (redelivery)."""
+        return self._s.scalars(select(LifecycleEventRecord)
+                               .where(LifecycleEventRecord.event_id == event_id)).first()
+
+    def records_for(self, device_ids: Sequence[str]) -> dict[str, DeviceLifecycleRecord]:
+        """Lifecycle records of many devices at once."""
+        out: dict[str, DeviceLifecycleRecord] = {}
+        for i in range(0, len(device_ids), 500):
+            chunk = list(device_ids[i:i + 500])
+            for rec in self._s.scalars(select(DeviceLifecycleRecord)
+                                       .where(DeviceLifecycleRecord.device_id.in_(chunk))):
+                out[rec.device_id] = rec
+        return out
+
     def satisfy(self, *, device_id: str, event_ids: Sequence[str], challenge_id: str | None,
                 now: datetime) -> None:
         """Mark events as answered by a result."""

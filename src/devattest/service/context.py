@@ -1,0 +1,110 @@
+"""Everything one application instance owns, built by :func:`build_context` from Settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from devattest.model import DecodeLimits, VerifyOptions
+from devattest.schemes import SchemeRegistry, default_registry
+from devattest.service.auth import Authenticator
+from devattest.service.metrics import Metrics
+from devattest.service.services.attestation import AttestationService
+from devattest.service.services.inventory import InventoryService
+from devattest.service.services.material import MaterialCache
+from devattest.service.services.provisioning import ProvisioningService
+from devattest.service.services.retention import RetentionJob
+from devattest.service.services.tokens import TokenService
+from devattest.service.services.webhooks import WebhookService, WebhookWorker
+from devattest.service.settings import Settings
+from devattest.service.signing import FileKeySigner, Pkcs11Signer, ResultSigner
+from devattest.store import RetentionPolicy, Store, create_store_engine
+
+
+@dataclass
+class AppContext:
+    """The application's store, signer, services and background jobs."""
+
+    settings: Settings
+    store: Store
+    metrics: Metrics
+    registry: SchemeRegistry
+    signer: ResultSigner
+    auth: Authenticator
+    material: MaterialCache
+    attestation: AttestationService
+    provisioning: ProvisioningService
+    inventory: InventoryService
+    tokens: TokenService
+    webhooks: WebhookService
+    retention_policy: RetentionPolicy
+    webhook_worker: WebhookWorker | None = None
+    retention_job: RetentionJob | None = None
+
+
+def load_signer(settings: Settings) -> ResultSigner:
+    """The EAR signing key from PKCS#11, a PEM file, or a generated file in the data dir.
+
+    Raises:
+        ConfigurationError: the key cannot be loaded.
+    """
+    if settings.signing_key_pkcs11_module:
+        return Pkcs11Signer(module=settings.signing_key_pkcs11_module,
+                            token_label=settings.signing_key_pkcs11_token or "",
+                            pin=settings.signing_key_pkcs11_pin or "",
+                            key_label=settings.signing_key_pkcs11_label,
+                            kid=settings.signing_kid)
+    if settings.signing_key_file is not None:
+        return FileKeySigner.from_file(settings.signing_key_file, kid=settings.signing_kid)
+    return FileKeySigner.from_file(settings.data_dir / "ear-signing-key.pem",
+                                   kid=settings.signing_kid, create=True)
+
+
+def _registry() -> SchemeRegistry:
+    """The built-in schemes; while a scheme package is incomplete, the ones that import."""
+    try:
+        return default_registry()
+    except ImportError as exc:  # pragma: no cover - only while a scheme is being built
+        from devattest.schemes.psa import PsaScheme
+
+        logging.getLogger("devattest.service").warning(
+            "some evidence schemes are unavailable", extra={"reason": str(exc)})
+        return SchemeRegistry([PsaScheme()])
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    """The retention bounds from the settings."""
+    age = settings.retention_max_age_days
+    return RetentionPolicy(max_age=None if age is None else timedelta(days=age),
+                           max_rows_per_device=settings.retention_max_rows_per_device)
+
+
+def build_context(settings: Settings, *, registry: SchemeRegistry | None = None
+                  ) -> AppContext:
+    """Create the engine (not yet connected), the signer and the services.
+
+    Raises:
+        ConfigurationError: bad database URL or signing key.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(create_store_engine(settings.effective_database_url,
+                                      pool_size=settings.db_pool_size,
+                                      max_overflow=settings.db_max_overflow))
+    metrics = Metrics()
+    registry = registry if registry is not None else _registry()
+    signer = load_signer(settings)
+    material = MaterialCache(store)
+    attestation = AttestationService(
+        store, material=material, signer=signer, registry=registry, metrics=metrics,
+        challenge_ttl=timedelta(seconds=settings.challenge_ttl_seconds),
+        result_ttl=settings.result_ttl_seconds,
+        limits=DecodeLimits(max_token_size=settings.max_evidence_bytes),
+        options=VerifyOptions(allow_unprotected_alg=settings.allow_unprotected_alg))
+    return AppContext(
+        settings=settings, store=store, metrics=metrics, registry=registry, signer=signer,
+        auth=Authenticator(store, cache_seconds=settings.auth_cache_seconds,
+                           mtls_device_auth=settings.mtls_device_auth),
+        material=material, attestation=attestation, provisioning=ProvisioningService(store),
+        inventory=InventoryService(store), tokens=TokenService(store),
+        webhooks=WebhookService(store), retention_policy=retention_policy(settings))

@@ -1,0 +1,103 @@
+"""Pure ASGI middleware: request body limits (413 before parsing) and request logging with
+metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from devattest.service.metrics import Metrics
+from devattest.service.problems import PayloadTooLarge
+
+_EVIDENCE_PATH = re.compile(r"^/v1/challenges/[^/]+/evidence/?$")
+_log = logging.getLogger("devattest.service.access")
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    body = json.dumps({"error": {"code": "payload_too_large",
+                                 "message": f"the body exceeds {limit} bytes"}}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over the limit: at once from ``Content-Length``, and while streaming
+    (chunked uploads) by raising :class:`PayloadTooLarge` from ``receive`` before the
+    application has the bytes. Evidence has its own, smaller limit."""
+
+    def __init__(self, app: ASGIApp, *, evidence_limit: int, default_limit: int) -> None:
+        self.app = app
+        self.evidence_limit = evidence_limit
+        self.default_limit = default_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = (self.evidence_limit if _EVIDENCE_PATH.match(scope.get("path", ""))
+                 else self.default_limit)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = limit + 1
+                if declared > limit or declared < 0:
+                    await _send_413(send, limit)
+                    return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class AccessLogMiddleware:
+    """One JSON log line and the Prometheus samples per request."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, log: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route: Any = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            self.metrics.latency.labels(template).observe(elapsed)
+            if self.log:
+                _log.info("request", extra={
+                    "method": scope["method"], "path": scope.get("path"), "route": template,
+                    "status": status, "ms": round(elapsed * 1000, 2),
+                    "client": (scope.get("client") or ("", 0))[0]})

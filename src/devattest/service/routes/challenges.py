@@ -1,0 +1,51 @@
+"""Challenge-response: ``POST /v1/challenges`` and ``POST /v1/challenges/{id}/evidence``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.concurrency import run_in_threadpool
+
+from devattest.ear import result_to_claims
+from devattest.service.deps import Caller, Ctx, Now
+from devattest.service.problems import UnsupportedMedia
+from devattest.service.routes._common import b64url, errors, read_body
+from devattest.service.schemas import ChallengeCreate, ChallengePublic, EvidenceResult
+
+router = APIRouter(prefix="/v1/challenges", tags=["challenge-response"])
+ChallengeId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+
+
+@router.post("", status_code=201, responses=errors(403, 404, 409, 422))
+def create_challenge(body: ChallengeCreate, ctx: Ctx, caller: Caller, now: Now
+                     ) -> ChallengePublic:
+    """Issue a nonce bound to ``device_id`` (roles: relying-party, device for itself)."""
+    ch = ctx.attestation.issue_challenge(caller, device_id=body.device_id,
+                                         nonce_size=body.nonce_size, now=now)
+    return ChallengePublic(id=ch.id, device_id=ch.device_id, nonce=b64url(ch.nonce),
+                           expires_at=ch.expires_at)
+
+
+@router.post("/{challenge_id}/evidence", responses=errors(403, 404, 409, 413, 415),
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/psa-attestation-token": {
+                     "schema": {"type": "string", "format": "binary"}},
+                 "application/eat+cwt": {"schema": {"type": "string", "format": "binary"}},
+             }}})
+async def submit_evidence(challenge_id: ChallengeId, request: Request, ctx: Ctx,
+                          caller: Caller, now: Now) -> EvidenceResult:
+    """Appraise raw Evidence (the body; its media type as Content-Type) against the
+    challenge's nonce. 200 with the EAR whatever the verdict; 409 when the nonce was already
+    used or expired (the attempt is recorded as a contraindicated result)."""
+    media_type = request.headers.get("content-type", "").strip()
+    if not media_type:
+        raise UnsupportedMedia("Content-Type must be the Evidence media type")
+    device_id = await run_in_threadpool(ctx.attestation.check_submission, caller,
+                                        challenge_id=challenge_id, media_type=media_type)
+    evidence = await read_body(request, ctx.settings.max_evidence_bytes)
+    sub = await run_in_threadpool(lambda: ctx.attestation.submit(
+        challenge_id=challenge_id, device_id=device_id, evidence=evidence,
+        media_type=media_type, now=now))
+    return EvidenceResult(attestation_id=sub.attestation_id, ear=sub.ear,
+                          result=result_to_claims(sub.result))
