@@ -4,6 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
+
+
+@lru_cache(maxsize=4096)
+def version_tuple(version: str) -> tuple[int, ...]:
+    """Dotted numeric version -> tuple for comparison; a non-numeric suffix is ignored.
+
+    ``"1.3.5"`` -> ``(1, 3, 5)``; ``"2.1.0-rc1"`` -> ``(2, 1, 0)``. Memoised: fleets report
+    a handful of distinct versions.
+    """
+    out: list[int] = []
+    for part in version.replace("-", ".").replace("+", ".").split("."):
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits and out:
+            break
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +43,12 @@ class ComponentReference:
     min_security_version: int | None = None
     #: Whether the component must be present in the Evidence.
     required: bool = True
+    #: ``min_version`` parsed once (derived).
+    min_version_key: tuple[int, ...] | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "min_version_key",
+                           None if self.min_version is None else version_tuple(self.min_version))
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +64,15 @@ class ReferenceValueSet:
     reject_unknown_components: bool = True
     #: Identifier reported in the EAR (e.g. a CoRIM tag ID and version).
     source: str = ""
+    #: ``components`` grouped by measurement type (derived).
+    by_type: dict[str, tuple[ComponentReference, ...]] = field(
+        init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        grouped: dict[str, list[ComponentReference]] = {}
+        for ref in self.components:
+            grouped.setdefault(ref.measurement_type, []).append(ref)
+        object.__setattr__(self, "by_type", {k: tuple(v) for k, v in grouped.items()})
 
 
 @dataclass(frozen=True)

@@ -52,13 +52,16 @@ class TrustVector:
     def worst_status(self) -> Status:
         """The overall status: the worst tier of any claim that is set."""
         worst = Status.NONE
-        for f in fields(self):
-            v = getattr(self, f.name)
+        worst_tier = 0
+        for v in (self.instance_identity, self.configuration, self.executables,
+                  self.file_system, self.hardware, self.runtime_opaque, self.storage_opaque,
+                  self.sourced_data):
             if v is None:
                 continue
             s = Status.from_claim(v)
-            if s.tier > worst.tier:
-                worst = s
+            tier = _TIER[s]
+            if tier > worst_tier:
+                worst, worst_tier = s, tier
         return worst
 
     def as_ear(self) -> dict[str, int]:

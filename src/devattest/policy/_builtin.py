@@ -14,6 +14,7 @@ from devattest.policy._document import claim_field, status_named
 _log = logging.getLogger(__name__)
 
 _ALLOW = PolicyDecision(allow=True)
+_CLAIMS = tuple(f.name for f in fields(TrustVector))
 #: Trust order of the tiers, most trusted last. "none" makes no claim: it beats only
 #: contraindicated.
 _TRUST_RANK = {Status.CONTRAINDICATED: 0, Status.NONE: 1, Status.WARNING: 2,
@@ -31,15 +32,16 @@ class DefaultPolicy:
 
     def evaluate(self, policy_input: PolicyInput) -> PolicyDecision:
         """Deny, naming each contraindicated claim; otherwise allow."""
+        tv = policy_input.trust_vector
+        if tv.worst_status() is not Status.CONTRAINDICATED:
+            return _ALLOW
         bad = [
-            f"{f.name.replace('_', '-')} is contraindicated ({value})"
-            for f in fields(TrustVector)
-            if (value := getattr(policy_input.trust_vector, f.name)) is not None
+            f"{name.replace('_', '-')} is contraindicated ({value})"
+            for name in _CLAIMS
+            if (value := getattr(tv, name)) is not None
             and Status.from_claim(value) is Status.CONTRAINDICATED
         ]
-        if bad:
-            return PolicyDecision(allow=False, reasons=tuple(bad))
-        return _ALLOW
+        return PolicyDecision(allow=False, reasons=tuple(bad))
 
 
 class RequireHardwareBackedKey:

@@ -14,24 +14,7 @@ from devattest.errors import (
     UnknownMeasurement,
 )
 from devattest.model import Claims, ComponentReference, ReferenceValueSet, SoftwareComponent
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    """Dotted numeric version -> tuple for comparison; non-numeric parts compare as 0.
-
-    ``"1.3.5"`` -> ``(1, 3, 5)``; ``"2.1.0-rc1"`` -> ``(2, 1, 0)``.
-    """
-    out: list[int] = []
-    for part in version.replace("-", ".").replace("+", ".").split("."):
-        digits = ""
-        for ch in part:
-            if not ch.isdigit():
-                break
-            digits += ch
-        if not digits and out:
-            break
-        out.append(int(digits) if digits else 0)
-    return tuple(out)
+from devattest.model.refvals import version_tuple
 
 
 def _check_component(comp: SoftwareComponent, ref: ComponentReference
@@ -53,7 +36,7 @@ def _check_component(comp: SoftwareComponent, ref: ComponentReference
             return RollbackDetected(
                 f"component {ref.measurement_type!r}: no version reported, minimum is "
                 f"{ref.min_version}", step="6.4")
-        if version_tuple(comp.version) < version_tuple(ref.min_version):
+        if version_tuple(comp.version) < ref.min_version_key:  # type: ignore[operator]
             return RollbackDetected(
                 f"component {ref.measurement_type!r}: version {comp.version} is below the "
                 f"minimum {ref.min_version}", step="6.4")
@@ -74,9 +57,7 @@ def appraise_reference_values(claims: Claims, refs: ReferenceValueSet
     the result can explain all of them.
     """
     problems: list[ReferenceValueError] = []
-    by_type: dict[str, list[ComponentReference]] = {}
-    for ref in refs.components:
-        by_type.setdefault(ref.measurement_type, []).append(ref)
+    by_type = refs.by_type
     seen: set[str] = set()
     # 6.1: every measured component must be known, and match one of its references.
     for comp in claims.software_components:
@@ -89,7 +70,12 @@ def appraise_reference_values(claims: Claims, refs: ReferenceValueSet
                     f"{comp.measurement_value.hex()} has no Reference Value", step="6.1"))
             continue
         seen.add(mtype)
-        first_error: ReferenceValueError | None = None
+        if len(candidates) == 1:
+            first_error = _check_component(comp, candidates[0])
+            if first_error is not None:
+                problems.append(first_error)
+            continue
+        first_error = None
         for ref in candidates:
             err = _check_component(comp, ref)
             if err is None:

@@ -53,6 +53,7 @@ from devattest.model import (
     ar4si,
 )
 from devattest.policy._base import AppraisalPolicy, PolicyInput
+from devattest.policy._combinators import policy_ids
 from devattest.schemes import EvidenceScheme, SchemeRegistry, default_registry
 from devattest.verifier._refvals import appraise_reference_values
 from devattest.verifier._trustvector import claim_for_error, worse
@@ -244,7 +245,8 @@ def _appraise(evidence: bytes, ctx: _Context, *, scheme: EvidenceScheme,
     if all_notices:
         annotated["notices"] = list(all_notices)
     sub = Appraisal(status=status, trust_vector=vector, reasons=tuple(reasons),
-                    appraisal_policy_id=policy.policy_id, annotated_evidence=annotated)
+                    appraisal_policy_id=policy.policy_id, annotated_evidence=annotated,
+                    appraisal_policy_ids=policy_ids(policy), nonce=ctx.expected_nonce)
     return _result(ctx, scheme.name, sub)
 
 

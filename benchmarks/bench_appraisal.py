@@ -1,0 +1,194 @@
+"""Appraisal throughput, as ratios to the raw signature-verify rate measured in the same run.
+
+    .venv/bin/python benchmarks/bench_appraisal.py [--seconds 2]
+
+Everything runs in this one process, on one core, on the same tokens:
+
+* ``raw``: ``cryptography`` ECDSA P-256 verify of one token's Sig_structure (DER signature
+  prepared in advance): the physical limit of appraisal;
+* ``devattest``: PSA appraisal through ``devattest.verifier.verify`` (parse, key lookup by
+  Instance ID, signature, nonce, claim rules, Reference Values, built-in policy), with and
+  without signing the EAR, and with a Rego policy;
+* ``x5chain warm``: the same with the key found through an ``x5chain`` validated against a
+  manufacturer CA (warm verified-chain cache);
+* ``cwt``: the independent ``cwt`` library's decode-and-verify of the same token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import cbor2
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from devattest.cose import decode_cose
+from devattest.model import (
+    DEFAULT_LIMITS,
+    DEFAULT_OPTIONS,
+    CertificateAnchor,
+    ComponentReference,
+    KeyAnchor,
+    ReferenceValues,
+    ReferenceValueSet,
+    Status,
+    TrustAnchors,
+)
+from devattest.policy import DefaultPolicy, RegoPolicy
+from devattest.schemes.psa import create_psa_token, psa_instance_id
+from devattest.verifier import verify, verify_and_sign
+
+PSA = "application/psa-attestation-token"
+NONCE = bytes(range(32))
+IMPL = bytes(range(32, 64))
+REGO = """
+package devattest
+
+default decision := {"allow": false, "reasons": ["not affirming"]}
+
+decision := {"allow": true} if {
+    input.trust_vector["instance-identity"] == 2
+    input.trust_vector.executables == 2
+}
+"""
+
+
+def rate(fn: Callable[[], Any], seconds: float) -> float:
+    """Calls per second of ``fn`` over about ``seconds`` (after a warm-up)."""
+    for _ in range(200):
+        fn()
+    n, batch = 0, 256
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(batch):
+            fn()
+        n += batch
+        now = time.perf_counter()
+        if now >= deadline:
+            return n / (now - start)
+
+
+def claims(iid: bytes) -> dict[str, Any]:
+    return {
+        "profile_id": "tag:psacertified.org,2023:psa#tfm", "client_id": 1,
+        "security_lifecycle": 0x3000, "implementation_id": IMPL, "boot_seed": b"\x07" * 32,
+        "instance_id": iid, "challenge": NONCE,
+        "sw_components": [
+            {"measurement_type": t, "measurement_value": hashlib.sha256(t.encode()).digest(),
+             "signer_id": b"\xa5" * 32, "version": "1.2.0"} for t in ("BL", "PRoT", "ARoT")],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=2.0)
+    args = ap.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pub = key.public_key()
+    iid = psa_instance_id(pub)
+    assert iid is not None
+    token = create_psa_token(claims(iid), key)
+    now = int(datetime.now(UTC).timestamp())
+    refs = ReferenceValues.of([ReferenceValueSet(class_id=IMPL, components=tuple(
+        ComponentReference(t, frozenset({hashlib.sha256(t.encode()).digest()}),
+                           frozenset({b"\xa5" * 32}), min_version="1.0")
+        for t in ("BL", "PRoT", "ARoT")))])
+    anchors = TrustAnchors.of(keys=[KeyAnchor(public_key=pub, instance_id=iid)])
+    policy = DefaultPolicy()
+    rego = RegoPolicy(REGO, policy_id="bench/rego")
+    ear_key = ec.generate_private_key(ec.SECP256R1())
+
+    # The raw limit: verify this token's own signature over its own Sig_structure.
+    msg = decode_cose(token, limits=DEFAULT_LIMITS, options=DEFAULT_OPTIONS)
+    tbs = cbor2.dumps(["Signature1", msg.protected_bytes, b"", msg.payload])
+    der = encode_dss_signature(int.from_bytes(msg.signature[:32], "big"),
+                               int.from_bytes(msg.signature[32:], "big"))
+    algo = ec.ECDSA(hashes.SHA256())
+
+    def raw() -> None:
+        pub.verify(der, tbs, algo)
+
+    def appraise(pol: Any = policy, trust: TrustAnchors = anchors, tok: bytes = token) -> None:
+        r = verify(tok, media_type=PSA, expected_nonce=NONCE, trust_anchors=trust,
+                   reference_values=refs, policy=pol, now=now)
+        if r.status is not Status.AFFIRMING:
+            raise SystemExit(f"benchmark token did not affirm: {r.reasons}")
+
+    def appraise_and_sign() -> None:
+        verify_and_sign(token, media_type=PSA, expected_nonce=NONCE, trust_anchors=anchors,
+                        reference_values=refs, policy=policy, now=now, signing_key=ear_key)
+
+    # x5chain: a manufacturer root and issuing CA certify the same key.
+    from devattest.crypto.pki import (
+        build_csr,
+        create_manufacturer_pki,
+        device_name,
+        issue_attestation_certificate,
+    )
+
+    t0 = datetime.now(UTC)
+    mpki = create_manufacturer_pki("Bench Devices", now=t0 - timedelta(days=1))
+    subject = device_name(organization="Bench Devices", serial="B-1", ueid=iid)
+    cert = issue_attestation_certificate(mpki.issuing, build_csr(key, subject=subject),
+                                         subject=subject, now=t0 - timedelta(hours=1),
+                                         hardware_backend="tpm2")
+    chain = (cert.public_bytes(serialization.Encoding.DER),
+             mpki.issuing.certificate.public_bytes(serialization.Encoding.DER))
+    x5_token = create_psa_token(claims(iid), key, x5chain=chain)
+    ca_anchors = TrustAnchors.of(certificates=[CertificateAnchor(mpki.root.certificate,
+                                                                 "manufacturer:Bench")])
+
+    def cold_chain() -> None:
+        fresh = TrustAnchors.of(certificates=ca_anchors.certificates)
+        appraise(trust=fresh, tok=x5_token)
+
+    results: list[tuple[str, float]] = []
+    raw_rate = rate(raw, args.seconds)
+    results.append(("raw cryptography ECDSA P-256 verify", raw_rate))
+    results.append(("devattest PSA appraisal, built-in policy", rate(appraise, args.seconds)))
+    results.append(("devattest PSA appraisal + EAR JWT signing",
+                    rate(appraise_and_sign, args.seconds)))
+    results.append(("devattest PSA appraisal, Rego policy",
+                    rate(lambda: appraise(pol=rego), args.seconds)))
+    results.append(("devattest PSA appraisal, x5chain (warm chain cache)",
+                    rate(lambda: appraise(trust=ca_anchors, tok=x5_token), args.seconds)))
+    results.append(("devattest PSA appraisal, x5chain (cold: chain validated each time)",
+                    rate(cold_chain, args.seconds / 2)))
+    try:
+        from cwt import COSEKey
+        from cwt import decode as cwt_decode
+
+        cose_key = COSEKey.from_pem(key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+            alg="ES256")
+
+        def with_cwt() -> None:
+            cwt_decode(token, cose_key, no_verify=False)
+
+        with_cwt()
+        results.append(("cwt decode-and-verify (same token)", rate(with_cwt, args.seconds)))
+    except Exception as exc:  # noqa: BLE001 - report, don't hide
+        results.append((f"cwt unavailable: {type(exc).__name__}: {exc}", 0.0))
+
+    print(f"# bench_appraisal on {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}, one core, {args.seconds:.1f} s per row\n")
+    print("| measurement | per second | ratio to raw verify |")
+    print("|---|---:|---:|")
+    for name, r in results:
+        print(f"| {name} | {r:,.0f} | {r / raw_rate:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
