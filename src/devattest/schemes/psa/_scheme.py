@@ -47,7 +47,7 @@ class PsaEvidence:
     profile: PsaProfile
     claims_set: dict[Any, Any]
     key_hints: KeyHints
-    #: The nonce as carried (validated when ``parsed`` is set).
+    #: The validated nonce; None while the claims set breaks its profile.
     nonce: bytes | None
     #: The claims set after the profile's rules, or None when a rule failed.
     parsed: ParsedPsa | None
@@ -103,17 +103,15 @@ class PsaScheme:
             parsed = parse_psa_claims(claims_set, profile, notes)
         except ClaimsError as err:
             error = err
-        if parsed is not None:
-            instance_id: Any = parsed.instance_id
-            nonce: Any = parsed.nonce
-        else:
-            instance_id = claims_set.get(profile.instance_id)
-            nonce = claims_set.get(profile.nonce)
+        # The Instance ID is only a hint for step 2 (the key must still verify); the nonce is
+        # offered to step 4 only once the claims set is well-formed.
+        instance_id = (parsed.instance_id if parsed is not None
+                       else claims_set.get(profile.instance_id))
         hints = KeyHints(
             instance_id=instance_id if type(instance_id) is bytes else None,
             kid=msg.kid, x5chain=msg.x5chain)
         return PsaEvidence(message=msg, profile=profile, claims_set=claims_set, key_hints=hints,
-                           nonce=nonce if type(nonce) is bytes else None, parsed=parsed,
+                           nonce=parsed.nonce if parsed is not None else None, parsed=parsed,
                            claims_error=error, profile_notes=notes)
 
     def verify_integrity(self, decoded: PsaEvidence, key: KeyAnchor, *,
