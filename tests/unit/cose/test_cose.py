@@ -37,14 +37,14 @@ from devattest.model import DEFAULT_LIMITS, DEFAULT_OPTIONS, DecodeLimits, Verif
 from tests._vectors import VECTORS
 
 L = DEFAULT_LIMITS
-O = DEFAULT_OPTIONS
+OPTS = DEFAULT_OPTIONS
 LEGACY = VerifyOptions(allow_unprotected_alg=True)
 PAYLOAD = cbor2.dumps({10: b"\x01" * 32, 265: "tag:psacertified.org,2023:psa#tfm"})
 HMAC_KEY = bytes(range(32))
 
 
 def _decode(token: bytes, **kw: object) -> CoseMessage:
-    return decode_cose(token, limits=L, options=kw.pop("options", O), **kw)  # type: ignore[arg-type]
+    return decode_cose(token, limits=L, options=kw.pop("options", OPTS), **kw)  # type: ignore[arg-type]
 
 
 def _raw_sign1(protected: dict[int, object] | bytes, unprotected: dict[int, object],
@@ -71,7 +71,7 @@ def test_sign1_round_trip_every_alg(request: pytest.FixtureRequest, fixture: str
     msg = _decode(token)
     assert (msg.kind, msg.alg, msg.kid, msg.x5chain) == ("sign1", alg, b"kid-1", (b"c1", b"c2"))
     assert msg.payload == PAYLOAD and msg.tagged and not msg.cwt_tagged
-    assert verify_sign1(msg, key.public_key(), options=O) == ()
+    assert verify_sign1(msg, key.public_key(), options=OPTS) == ()
 
 
 @pytest.mark.parametrize("alg", [HS256, HS384, HS512])
@@ -79,17 +79,17 @@ def test_mac0_round_trip(alg: int) -> None:
     token = create_mac0(PAYLOAD, HMAC_KEY, alg=alg, kid=b"k")
     msg = _decode(token)
     assert (msg.kind, msg.alg, msg.kid) == ("mac0", alg, b"k")
-    assert verify_mac0(msg, HMAC_KEY, options=O) == ()
+    assert verify_mac0(msg, HMAC_KEY, options=OPTS) == ()
     with pytest.raises(SignatureInvalid):
-        verify_mac0(msg, bytes(32), options=O)
+        verify_mac0(msg, bytes(32), options=OPTS)
 
 
 def test_external_aad_is_bound(signer: PrivateKeySigner, p256: ec.EllipticCurvePrivateKey) -> None:
     token = create_sign1(PAYLOAD, signer, external_aad=b"aad")
     msg = _decode(token)
-    assert verify_sign1(msg, p256.public_key(), options=O, external_aad=b"aad") == ()
+    assert verify_sign1(msg, p256.public_key(), options=OPTS, external_aad=b"aad") == ()
     with pytest.raises(SignatureInvalid):
-        verify_sign1(msg, p256.public_key(), options=O)
+        verify_sign1(msg, p256.public_key(), options=OPTS)
 
 
 def test_cwt_tag_round_trip_and_deterministic_output(signer: PrivateKeySigner) -> None:
@@ -105,7 +105,7 @@ def test_untagged_sign1_accepted_when_kind_expected(signer: PrivateKeySigner,
     token = create_sign1(PAYLOAD, signer, tagged=False)
     msg = _decode(token, expected="sign1")
     assert not msg.tagged
-    verify_sign1(msg, p256.public_key(), options=O)
+    verify_sign1(msg, p256.public_key(), options=OPTS)
 
 
 def test_tampered_payload_rejected(signer: PrivateKeySigner,
@@ -114,13 +114,13 @@ def test_tampered_payload_rejected(signer: PrivateKeySigner,
     body[2] = PAYLOAD[:-1] + b"X"
     msg = _decode(cbor2.dumps(cbor2.CBORTag(18, body)))
     with pytest.raises(SignatureInvalid):
-        verify_sign1(msg, p256.public_key(), options=O)
+        verify_sign1(msg, p256.public_key(), options=OPTS)
 
 
 def test_wrong_key_rejected(signer: PrivateKeySigner) -> None:
     msg = _decode(create_sign1(PAYLOAD, signer))
     with pytest.raises(SignatureInvalid):
-        verify_sign1(msg, ec.generate_private_key(ec.SECP256R1()).public_key(), options=O)
+        verify_sign1(msg, ec.generate_private_key(ec.SECP256R1()).public_key(), options=OPTS)
 
 
 @pytest.mark.parametrize("cut", [1, 63, 65])
@@ -131,16 +131,16 @@ def test_rejects_wrong_length_ecdsa_signature(signer: PrivateKeySigner,
     body[3] = (body[3] + b"\x00")[:cut]
     msg = _decode(cbor2.dumps(cbor2.CBORTag(18, body)))
     with pytest.raises(SignatureInvalid, match="must be 64 bytes"):
-        verify_sign1(msg, p256.public_key(), options=O)
+        verify_sign1(msg, p256.public_key(), options=OPTS)
 
 
 def test_rfc9783_sign1_and_mac0_vectors() -> None:
     d = VECTORS / "draft-psa-token"
     key = serialization.load_pem_private_key((d / "tfm-es-iak.pem").read_bytes(), None)
     msg = _decode((d / "psa-sign1.cbor").read_bytes())
-    assert verify_sign1(msg, key.public_key(), options=O) == ()  # type: ignore[union-attr]
+    assert verify_sign1(msg, key.public_key(), options=OPTS) == ()  # type: ignore[union-attr]
     msg = _decode((d / "psa-mac0.cbor").read_bytes())
-    assert verify_mac0(msg, (d / "tfm-hs-iak.bin").read_bytes(), options=O) == ()
+    assert verify_mac0(msg, (d / "tfm-hs-iak.bin").read_bytes(), options=OPTS) == ()
 
 
 # ---------------------------------------------------------------------------------------
@@ -162,38 +162,39 @@ def test_rejects_alg_substitution_hmac_with_ec_public_key(
         F.X962, P.UncompressedPoint)
     # The forgery is built by hand: create_mac0 refuses public-key material too.
     import hmac as _hmac
+
     from devattest.cose._message import mac_structure
     pb = cbor2.dumps({1: HS256})
     tag = _hmac.new(forged_key, mac_structure(pb, b"", PAYLOAD), "sha256").digest()
     msg = _decode(cbor2.dumps(cbor2.CBORTag(17, [pb, {}, PAYLOAD, tag])))
     with pytest.raises(AlgorithmError):
         verify_mac0(msg, public if key_bytes is None else key_bytes,  # type: ignore[arg-type]
-                    options=O)
+                    options=OPTS)
     # And the Sign1 path never accepts a MAC key or MAC algorithm.
     with pytest.raises(AlgorithmError):
-        verify_sign1(msg, public, options=O)
+        verify_sign1(msg, public, options=OPTS)
 
 
 def test_rejects_hs256_on_sign1(signer: PrivateKeySigner,
                                 p256: ec.EllipticCurvePrivateKey) -> None:
     token = _raw_sign1({1: HS256}, {}, PAYLOAD, signer)
     with pytest.raises(AlgorithmError, match="not a signature algorithm"):
-        verify_sign1(_decode(token), p256.public_key(), options=O)
+        verify_sign1(_decode(token), p256.public_key(), options=OPTS)
 
 
 def test_rejects_sign1_verified_with_symmetric_key(signer: PrivateKeySigner) -> None:
     msg = _decode(create_sign1(PAYLOAD, signer))
     with pytest.raises(AlgorithmError):
-        verify_sign1(msg, HMAC_KEY, options=O)
+        verify_sign1(msg, HMAC_KEY, options=OPTS)
 
 
 def test_rejects_alg_zero(signer: PrivateKeySigner, p256: ec.EllipticCurvePrivateKey) -> None:
     token = _raw_sign1({1: 0}, {}, PAYLOAD, signer)
     with pytest.raises(AlgorithmError, match="reserved"):
-        verify_sign1(_decode(token), p256.public_key(), options=O)
+        verify_sign1(_decode(token), p256.public_key(), options=OPTS)
     mac = create_mac0(PAYLOAD, HMAC_KEY, protected_extra={1: 0})
     with pytest.raises(AlgorithmError, match="reserved"):
-        verify_mac0(_decode(mac), HMAC_KEY, options=O)
+        verify_mac0(_decode(mac), HMAC_KEY, options=OPTS)
 
 
 @pytest.mark.parametrize("alg", [-37, -257, 42, "ES256"])
@@ -201,13 +202,13 @@ def test_rejects_unknown_alg(signer: PrivateKeySigner, p256: ec.EllipticCurvePri
                              alg: object) -> None:
     token = _raw_sign1({1: alg}, {}, PAYLOAD, signer)
     with pytest.raises(AlgorithmError):
-        verify_sign1(_decode(token), p256.public_key(), options=O)
+        verify_sign1(_decode(token), p256.public_key(), options=OPTS)
 
 
 def test_rejects_missing_alg(signer: PrivateKeySigner, p256: ec.EllipticCurvePrivateKey) -> None:
     token = _raw_sign1({}, {}, PAYLOAD, signer)
     with pytest.raises(AlgorithmError, match="no algorithm"):
-        verify_sign1(_decode(token), p256.public_key(), options=O)
+        verify_sign1(_decode(token), p256.public_key(), options=OPTS)
 
 
 def test_rejects_alg_only_in_unprotected_header_by_default(
@@ -216,7 +217,7 @@ def test_rejects_alg_only_in_unprotected_header_by_default(
     msg = _decode(token)
     assert msg.alg is None and msg.protected_bytes == b""
     with pytest.raises(AlgorithmError, match="only in the unprotected header"):
-        verify_sign1(msg, p256.public_key(), options=O)
+        verify_sign1(msg, p256.public_key(), options=OPTS)
     notes = verify_sign1(msg, p256.public_key(), options=LEGACY)
     assert len(notes) == 1 and notes[0].startswith(ANNOTATION_UNPROTECTED_ALG)
 
@@ -235,7 +236,7 @@ def test_tfm_tokens_without_protected_alg_verify_only_under_legacy_option(name: 
     key = serialization.load_pem_private_key((d / "key.pem").read_bytes(), None).public_key()
     msg = _decode((d / name).read_bytes())
     with pytest.raises(AlgorithmError):
-        verify_sign1(msg, key, options=O)  # type: ignore[arg-type]
+        verify_sign1(msg, key, options=OPTS)  # type: ignore[arg-type]
     notes = verify_sign1(msg, key, options=LEGACY)  # type: ignore[arg-type]
     assert notes and notes[0].startswith(ANNOTATION_UNPROTECTED_ALG)
 
@@ -247,13 +248,13 @@ def test_rejects_alg_not_matching_key(request: pytest.FixtureRequest, alg_fixtur
     signer = PrivateKeySigner(request.getfixturevalue(alg_fixture))
     msg = _decode(create_sign1(PAYLOAD, signer))
     with pytest.raises(AlgorithmError):
-        verify_sign1(msg, request.getfixturevalue(key_fixture).public_key(), options=O)
+        verify_sign1(msg, request.getfixturevalue(key_fixture).public_key(), options=OPTS)
 
 
 def test_rejects_private_key_in_place_of_public_key(signer: PrivateKeySigner,
                                                     p256: ec.EllipticCurvePrivateKey) -> None:
     with pytest.raises(AlgorithmError):
-        verify_sign1(_decode(create_sign1(PAYLOAD, signer)), p256, options=O)
+        verify_sign1(_decode(create_sign1(PAYLOAD, signer)), p256, options=OPTS)
 
 
 def test_private_key_signer_rejects_mismatched_alg(p256: ec.EllipticCurvePrivateKey) -> None:
@@ -272,7 +273,7 @@ def test_create_mac0_refuses_public_key_material(p256: ec.EllipticCurvePrivateKe
 
 def test_sign1_rejected_by_mac0_verifier(signer: PrivateKeySigner) -> None:
     with pytest.raises(AlgorithmError):
-        verify_mac0(_decode(create_sign1(PAYLOAD, signer)), HMAC_KEY, options=O)
+        verify_mac0(_decode(create_sign1(PAYLOAD, signer)), HMAC_KEY, options=OPTS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -283,16 +284,16 @@ def test_rejects_unknown_critical_header(signer: PrivateKeySigner,
     token = _raw_sign1({1: ES256, 2: [99], 99: "must understand"}, {}, PAYLOAD, signer)
     msg = _decode(token)
     with pytest.raises(UnknownCriticalHeader, match="99"):
-        verify_sign1(msg, p256.public_key(), options=O)
+        verify_sign1(msg, p256.public_key(), options=OPTS)
     # A caller that processes label 99 may say so.
-    assert verify_sign1(msg, p256.public_key(), options=O,
+    assert verify_sign1(msg, p256.public_key(), options=OPTS,
                         understood_crit=frozenset({99})) == ()
 
 
 def test_understood_critical_header_accepted(signer: PrivateKeySigner,
                                              p256: ec.EllipticCurvePrivateKey) -> None:
     token = _raw_sign1({1: ES256, 2: [4], 4: b"kid"}, {}, PAYLOAD, signer)
-    assert verify_sign1(_decode(token), p256.public_key(), options=O) == ()
+    assert verify_sign1(_decode(token), p256.public_key(), options=OPTS) == ()
 
 
 @pytest.mark.parametrize("crit", [[], 4, [b"x"], [[1]]])
@@ -329,7 +330,7 @@ def test_rejects_header_parameters_of_the_wrong_type(signer: PrivateKeySigner,
 def test_rejects_x5chain_longer_than_limit(signer: PrivateKeySigner) -> None:
     token = _raw_sign1({1: ES256}, {33: [b"c"] * 3}, PAYLOAD, signer)
     with pytest.raises(MalformedCose, match="x5chain"):
-        decode_cose(token, limits=DecodeLimits(max_chain_length=2), options=O)
+        decode_cose(token, limits=DecodeLimits(max_chain_length=2), options=OPTS)
 
 
 def test_x5chain_single_bstr_and_protected_kid(signer: PrivateKeySigner) -> None:

@@ -24,7 +24,7 @@ from devattest.errors import (
 from devattest.model import DEFAULT_LIMITS, DEFAULT_OPTIONS, DecodeLimits
 
 L = DEFAULT_LIMITS
-O = DEFAULT_OPTIONS
+OPTS = DEFAULT_OPTIONS
 
 
 def _sign1(signer: PrivateKeySigner, payload: bytes = b"\xa1\x01\x02") -> bytes:
@@ -37,7 +37,7 @@ def _sign1(signer: PrivateKeySigner, payload: bytes = b"\xa1\x01\x02") -> bytes:
 def test_rejects_oversized_token(signer: PrivateKeySigner) -> None:
     token = create_sign1(b"\x00" * (64 * 1024), signer)
     with pytest.raises(TokenTooLarge):
-        decode_cose(token, limits=L, options=O)
+        decode_cose(token, limits=L, options=OPTS)
     with pytest.raises(TokenTooLarge):
         strict_loads(cbor2.dumps(b"x" * 70000), limits=L)
 
@@ -48,7 +48,7 @@ def test_rejects_20000_deep_nesting() -> None:
         with pytest.raises(NestingTooDeep):
             strict_loads(data, limits=L)
         with pytest.raises(NestingTooDeep):
-            decode_cose(b"\xd2" + data, limits=L, options=O)
+            decode_cose(b"\xd2" + data, limits=L, options=OPTS)
     # Even with a limit above cbor2's own (400), nothing recurses in Python.
     with pytest.raises(EvidenceError):
         strict_loads(b"\x81" * 20000 + b"\x00", limits=DecodeLimits(max_depth=100000))
@@ -90,9 +90,9 @@ def test_rejects_gigabyte_payload_header_inside_cose(signer: PrivateKeySigner) -
     # protected bstr head 0x43 -> replace the payload head by a 4 GiB claim.
     body = b"\xd2\x84\x43\xa1\x01\x26\xa0\x5b\x00\x00\x00\x01\x00\x00\x00\x00" + b"x" * 64
     with pytest.raises(TruncatedEvidence):
-        decode_cose(body, limits=L, options=O)
+        decode_cose(body, limits=L, options=OPTS)
     assert token  # the valid token itself still decodes
-    decode_cose(bytes(token), limits=L, options=O)
+    decode_cose(bytes(token), limits=L, options=OPTS)
 
 
 def test_rejects_duplicate_map_keys_in_header(signer: PrivateKeySigner) -> None:
@@ -103,17 +103,17 @@ def test_rejects_duplicate_map_keys_in_header(signer: PrivateKeySigner) -> None:
     data = (b"\xd2\x84" + cbor2.dumps(msg[0]) + unprot + cbor2.dumps(msg[2])
             + cbor2.dumps(msg[3]))
     with pytest.raises(DuplicateMapKey):
-        decode_cose(data, limits=L, options=O)
+        decode_cose(data, limits=L, options=OPTS)
     # protected {1: -7, 1: -7}
     prot = cbor2.dumps(b"\xa2\x01\x26\x01\x26")
     data = b"\xd2\x84" + prot + b"\xa0" + cbor2.dumps(msg[2]) + cbor2.dumps(msg[3])
     with pytest.raises(DuplicateMapKey):
-        decode_cose(data, limits=L, options=O)
+        decode_cose(data, limits=L, options=OPTS)
 
 
 def test_rejects_duplicate_map_keys_in_payload(signer: PrivateKeySigner) -> None:
     payload = b"\xa2\x0a\x41\x01\x0a\x41\x02"  # {10: h'01', 10: h'02'}
-    msg = decode_cose(create_sign1(payload, signer), limits=L, options=O)
+    msg = decode_cose(create_sign1(payload, signer), limits=L, options=OPTS)
     with pytest.raises(DuplicateMapKey):
         strict_loads(msg.payload, limits=L)
 
@@ -132,7 +132,7 @@ def test_rejects_duplicate_map_keys_in_any_encoding(data: bytes) -> None:
 
 def test_rejects_trailing_bytes(signer: PrivateKeySigner) -> None:
     with pytest.raises(TrailingBytes):
-        decode_cose(_sign1(signer) + b"\x00", limits=L, options=O)
+        decode_cose(_sign1(signer) + b"\x00", limits=L, options=OPTS)
     with pytest.raises(TrailingBytes):
         strict_loads(b"\x01\x02", limits=L)
 
@@ -141,7 +141,7 @@ def test_rejects_truncated_token(signer: PrivateKeySigner) -> None:
     token = _sign1(signer)
     for cut in range(len(token)):
         with pytest.raises(TruncatedEvidence):
-            decode_cose(token[:cut], limits=L, options=O)
+            decode_cose(token[:cut], limits=L, options=OPTS)
 
 
 @pytest.mark.parametrize("data", [
