@@ -122,11 +122,16 @@ def _walkthrough(workdir: Path) -> list[_Outcome]:
     # --- Verifier provisioning ----------------------------------------------------------
     anchors = TrustAnchors.of(certificates=[CertificateAnchor(
         acme.root.certificate, authority="manufacturer:Acme Devices")])
+    # Golden measurements of every release ever signed (the old BL 1.8.0 among them): a
+    # rollback is caught by the minimum version, not by an unknown digest.
+    old_bl = measure_device(_rollback(description, workdir)).firmware[0]
     refvals = ReferenceValues.of([ReferenceValueSet(
         class_id=IMPLEMENTATION_ID, source="demo golden measurements",
         components=tuple(ComponentReference(
             measurement_type=c.measurement_type,
-            measurement_values=frozenset({c.measurement_value}),
+            measurement_values=frozenset({c.measurement_value, old_bl.measurement_value}
+                                         if c.measurement_type == "BL"
+                                         else {c.measurement_value}),
             signer_ids=frozenset({c.signer_id}) if c.signer_id else frozenset(),
             min_version=c.version) for c in state.firmware))])
     policy = AllOf([DefaultPolicy(), RequireReferenceValues()])
@@ -170,7 +175,7 @@ def _walkthrough(workdir: Path) -> list[_Outcome]:
 
     tampered = measure_device(_tamper(description, workdir))
     attack("tampered firmware image", Status.CONTRAINDICATED, lambda: fresh(tampered))
-    rollback = measure_device(_rollback(description, workdir))
+    rollback = measure_device(_rollback(description, workdir, write=False))
     attack("rollback to BL 1.8.0", Status.CONTRAINDICATED, lambda: fresh(rollback))
     debug = measure_device({**description, "debug": "enabled"})
     attack("debug enabled", Status.CONTRAINDICATED, lambda: fresh(debug))
@@ -219,9 +224,11 @@ def _tamper(description: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return {**description, "firmware": fw}
 
 
-def _rollback(description: dict[str, Any], workdir: Path) -> dict[str, Any]:
+def _rollback(description: dict[str, Any], workdir: Path, *, write: bool = True
+              ) -> dict[str, Any]:
     path = workdir / "images" / "bl-1.8.0.bin"
-    path.write_bytes(b"BL firmware image 1.8.0\n" * 512)
+    if write:
+        path.write_bytes(b"BL firmware image 1.8.0\n" * 512)
     fw = [dict(description["firmware"][0], image=str(path), version="1.8.0",
                security_version=2), *description["firmware"][1:]]
     return {**description, "firmware": fw}
