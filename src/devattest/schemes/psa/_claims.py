@@ -354,7 +354,9 @@ _LIFECYCLE_FINDINGS: dict[int, tuple[int, str]] = {
            "the device is in the assembly-and-test state: no security guarantees"),
     0x20: (ar4si.UNSAFE_CONFIG,
            "the device is in the PSA RoT provisioning state: the RoT is not yet locked"),
-    0x50: (ar4si.UNSAFE_CONFIG,
+    # The RoT, and with it the attestation key, can be debugged: nothing it signs can be
+    # trusted, so this state is contraindicated rather than a warning.
+    0x50: (ar4si.UNSUPPORTABLE_CONFIG,
            "the device is in the recoverable PSA RoT debug state: the RoT can be debugged"),
     0x60: (ar4si.UNSUPPORTABLE_CONFIG, "the device is decommissioned"),
 }

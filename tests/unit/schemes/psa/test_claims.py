@@ -246,7 +246,7 @@ def test_secured_and_non_psa_rot_debug_states_can_affirm(value: int) -> None:
     (0x0000, ar4si.UNSUPPORTABLE_CONFIG, "psa_lifecycle_unknown"),
     (0x1000, ar4si.UNSUPPORTABLE_CONFIG, "psa_lifecycle_assembly_and_test"),
     (0x2001, ar4si.UNSAFE_CONFIG, "psa_lifecycle_psa_rot_provisioning"),
-    (0x5000, ar4si.UNSAFE_CONFIG, "psa_lifecycle_recoverable_psa_rot_debug"),
+    (0x5000, ar4si.UNSUPPORTABLE_CONFIG, "psa_lifecycle_recoverable_psa_rot_debug"),
     (0x60FF, ar4si.UNSUPPORTABLE_CONFIG, "psa_lifecycle_decommissioned"),
 ])
 def test_other_lifecycle_states_are_configuration_findings(value: int, tv: int,

@@ -132,4 +132,4 @@ def test_lifecycle_outside_secured_range_is_a_finding_not_a_failure() -> None:
     claims = SCHEME.extract_claims(decoded, now=0, options=DEFAULT_OPTIONS)
     assert claims.debug_enabled is True
     (finding,) = claims.findings
-    assert (finding.claim, finding.value) == ("configuration", 32)
+    assert (finding.claim, finding.value) == ("configuration", 96)
