@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import cbor2
+
 from devattest.errors import (
     DuplicateMapKey,
     InvalidCbor,
@@ -39,6 +41,26 @@ def strict_loads(data: bytes, *, limits: DecodeLimits) -> Any:
     if pos != len(data):
         raise TrailingBytes(f"{len(data) - pos} bytes follow the CBOR item")
     return value
+
+
+def loads(data: bytes, *, limits: DecodeLimits) -> Any:
+    """:func:`strict_loads` semantics, fast: the C decoder, accepted only if re-encoding the
+    result reproduces ``data`` byte for byte (so no duplicate key, indefinite length or
+    non-shortest form slipped through); otherwise the strict decoder says exactly what is
+    wrong. Callers must still type-check every value (tags decode to non-plain types).
+
+    Raises:
+        The same errors as :func:`strict_loads`.
+    """
+    if len(data) > limits.max_token_size:
+        raise TokenTooLarge(f"evidence is {len(data)} bytes, limit {limits.max_token_size}")
+    try:
+        value = cbor2.loads(data)
+        if cbor2.dumps(value) == data:
+            return value
+    except Exception:  # noqa: S110 - any failure falls through to the strict decoder
+        pass
+    return strict_loads(data, limits=limits)
 
 
 def _head(data: bytes, pos: int) -> tuple[int, int, int]:

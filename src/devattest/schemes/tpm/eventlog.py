@@ -20,13 +20,12 @@ Parsing is strict and bounded; failures raise :class:`devattest.errors.Malformed
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from struct import Struct
 from typing import Any
 
 from devattest.errors import MalformedEventLog
-from devattest.schemes.tpm.structures import HASH_ALGS, HASH_NAMES
+from devattest.schemes.tpm.structures import HASH_ALGS, HASH_CTORS, HASH_NAMES
 
 #: Compact-log event name that carries the device class instead of a component.
 CLASS_ID_EVENT = "devattest.class-id"
@@ -143,8 +142,8 @@ def parse_compact(items: Any, *, max_events: int) -> EventLog:
 
 def _compact_digest(ev: LogEvent, alg: int) -> bytes:
     name = ev.component if ev.component is not None else CLASS_ID_EVENT
-    return hashlib.new(HASH_ALGS[alg][0],
-                       compact_event_data(name, ev.version, ev.measurement)).digest()
+    digest: bytes = HASH_CTORS[alg](compact_event_data(name, ev.version, ev.measurement)).digest()
+    return digest
 
 
 def parse_tcg(data: bytes, *, max_events: int) -> EventLog:
@@ -268,7 +267,7 @@ def replay(log: EventLog, pcrs: dict[int, frozenset[int]] | dict[int, tuple[int,
             d = ev.digests.get(alg) if log.format == "tcg" else _compact_digest(ev, alg)
             if d is None:  # pragma: no cover - banks checked above
                 raise MalformedEventLog("event lacks a digest")
-            vals[ev.pcr] = hashlib.new(HASH_ALGS[alg][0], cur + d).digest()
+            vals[ev.pcr] = HASH_CTORS[alg](cur + d).digest()
     return out, ignored
 
 

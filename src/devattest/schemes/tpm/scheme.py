@@ -69,7 +69,7 @@ from devattest.model import (
     VerifyOptions,
     ar4si,
 )
-from devattest.schemes.tpm._cbor import strict_loads
+from devattest.schemes.tpm._cbor import loads
 from devattest.schemes.tpm.eventlog import EventLog, parse_event_log, replay
 from devattest.schemes.tpm.structures import (
     ALG_ECC,
@@ -196,7 +196,7 @@ class TpmQuoteScheme:
                 event log).
         """
         # 1.1: strict deterministic CBOR (RFC 8949 section 4.2.1), exactly the known keys.
-        m = strict_loads(data, limits=limits)
+        m = loads(data, limits=limits)
         if not isinstance(m, dict):
             raise MalformedClaims("TPM quote Evidence must be a CBOR map")
         keys = m.keys()

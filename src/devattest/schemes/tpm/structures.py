@@ -13,6 +13,8 @@ TPMS_CLOCK_INFO, TPMS_QUOTE_INFO), 10.9 (TPML_PCR_SELECTION), 11.3 (TPMT_SIGNATU
 from __future__ import annotations
 
 import hashlib
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from struct import Struct
 from typing import Any
@@ -60,6 +62,9 @@ HASH_ALGS: dict[int, tuple[str, int]] = {
     ALG_SHA384: ("sha384", 48),
     ALG_SHA512: ("sha512", 64),
 }
+#: Hash constructors by TPM_ALG_ID (direct, faster than hashlib.new).
+HASH_CTORS: dict[int, Callable[[bytes], Any]] = {ALG_SHA1: hashlib.sha1, ALG_SHA256: hashlib.sha256,
+                              ALG_SHA384: hashlib.sha384, ALG_SHA512: hashlib.sha512}
 HASH_NAMES = {ALG_SHA1: "sha1", ALG_SHA256: "sha256", ALG_SHA384: "sha384",
               ALG_SHA512: "sha512"}
 HASH_IDS = {v: k for k, v in HASH_NAMES.items()}
@@ -77,7 +82,8 @@ MAX_PCR_SELECT = 4  # 32 PCRs (PC Client: 3, i.e. 24 PCRs)
 
 _U16 = Struct(">H")
 _U32 = Struct(">I")
-_CLOCK = Struct(">QIIB")
+_CLOCK_FW = Struct(">QIIBQ")
+_ATTEST_HEAD = Struct(">IHH")
 _U64 = Struct(">Q")
 
 
@@ -181,6 +187,11 @@ class PcrSelection:
         return b"".join(out)
 
 
+#: _BITS[byte index][bitmap byte] -> the PCR indices that byte selects.
+_BITS = tuple(tuple(tuple(8 * i + bit for bit in range(8) if b & (1 << bit))
+                    for b in range(256)) for i in range(MAX_PCR_SELECT))
+
+
 def _pcr_selection(r: _Reader) -> PcrSelection:
     count = r.u32()
     if count > MAX_PCR_BANKS:
@@ -200,8 +211,10 @@ def _pcr_selection(r: _Reader) -> PcrSelection:
             raise MalformedTpmStructure(f"{r.what}: sizeofSelect {size} exceeds "
                                         f"{MAX_PCR_SELECT}")
         bitmap = r.raw(size)
-        idx = tuple(8 * byte_i + bit for byte_i, b in enumerate(bitmap)
-                    for bit in range(8) if b & (1 << bit))
+        idx: tuple[int, ...] = ()
+        for byte_i, b in enumerate(bitmap):
+            if b:
+                idx += _BITS[byte_i][b]
         banks.append((alg, idx))
     return PcrSelection(tuple(banks))
 
@@ -239,22 +252,37 @@ def parse_attest(data: Any) -> Attest:
     Raises:
         MalformedTpmStructure: truncated, oversized, trailing bytes, wrong magic or type.
     """
-    r = _Reader(_bounded(data, MAX_ATTEST_SIZE, "TPMS_ATTEST"), "TPMS_ATTEST")
-    magic = r.u32()
-    if magic != TPM_GENERATED_VALUE:
-        raise MalformedTpmStructure(
-            f"TPMS_ATTEST magic is {magic:#010x}, not TPM_GENERATED_VALUE: not TPM-generated")
-    st = r.u16()
-    if st != TPM_ST_ATTEST_QUOTE:
-        raise MalformedTpmStructure(
-            f"TPMS_ATTEST type is {st:#06x}, not TPM_ST_ATTEST_QUOTE")
-    signer = r.tpm2b(MAX_NAME, "qualifiedSigner")
-    extra = r.tpm2b(MAX_DIGEST, "extraData")
-    p = r._need(_CLOCK.size)
-    clock, reset, restart, safe = _CLOCK.unpack_from(r.data, p)
+    d = _bounded(data, MAX_ATTEST_SIZE, "TPMS_ATTEST")
+    n = len(d)
+    try:
+        magic, st, size = _ATTEST_HEAD.unpack_from(d, 0)
+        if magic != TPM_GENERATED_VALUE:
+            raise MalformedTpmStructure(f"TPMS_ATTEST magic is {magic:#010x}, not "
+                                        "TPM_GENERATED_VALUE: not TPM-generated")
+        if st != TPM_ST_ATTEST_QUOTE:
+            raise MalformedTpmStructure(
+                f"TPMS_ATTEST type is {st:#06x}, not TPM_ST_ATTEST_QUOTE")
+        if size > MAX_NAME:
+            raise MalformedTpmStructure(
+                f"TPMS_ATTEST: qualifiedSigner is {size} bytes, the maximum is {MAX_NAME}")
+        p = 8 + size
+        signer = d[8:p]
+        (size,) = _U16.unpack_from(d, p)
+        if size > MAX_DIGEST:
+            raise MalformedTpmStructure(
+                f"TPMS_ATTEST: extraData is {size} bytes, the maximum is {MAX_DIGEST}")
+        p += 2
+        extra = d[p:p + size]
+        p += size
+        clock, reset, restart, safe, fw = _CLOCK_FW.unpack_from(d, p)
+    except struct.error:
+        raise MalformedTpmStructure("TPMS_ATTEST: truncated") from None
+    if len(signer) + len(extra) + 8 + 2 > n:  # pragma: no cover - unpack_from checked
+        raise MalformedTpmStructure("TPMS_ATTEST: truncated")
     if safe > 1:
         raise MalformedTpmStructure("TPMS_ATTEST: clockInfo.safe is not a TPMI_YES_NO")
-    fw = r.u64()
+    r = _Reader(d, "TPMS_ATTEST")
+    r.pos = p + _CLOCK_FW.size
     sel = _pcr_selection(r)
     digest = r.tpm2b(MAX_DIGEST, "pcrDigest")
     r.end()
@@ -358,10 +386,11 @@ def object_name(name_alg: int, public_bytes: bytes) -> bytes:
     Raises:
         MalformedTpmStructure: the name algorithm is not supported.
     """
-    h = HASH_ALGS.get(name_alg)
+    h = HASH_CTORS.get(name_alg)
     if h is None:
         raise MalformedTpmStructure(f"unsupported nameAlg {name_alg:#06x}")
-    return _U16.pack(name_alg) + hashlib.new(h[0], public_bytes).digest()
+    digest: bytes = h(public_bytes).digest()
+    return _U16.pack(name_alg) + digest
 
 
 def _sym_def_object(r: _Reader) -> tuple[int, int, int]:
@@ -373,6 +402,36 @@ def _sym_def_object(r: _Reader) -> tuple[int, int, int]:
     return (alg, r.u16(), r.u16())
 
 
+_ECC_SIGN_HEAD = Struct(">HHIH")
+_ECC_SIGN_PARMS = Struct(">HHHHHH")
+
+
+def _fast_ecc_signing_public(raw: bytes) -> Public | None:
+    """The common AK shape (ECC, no symmetric, a signing scheme with hash, no KDF, 32/48-byte
+    coordinates) in straight-line code; None means "use the general parser"."""
+    try:
+        typ, name_alg, attrs, psize = _ECC_SIGN_HEAD.unpack_from(raw, 0)
+        if typ != ALG_ECC or name_alg not in HASH_ALGS or psize > MAX_DIGEST:
+            return None
+        p = 10 + psize
+        sym, scheme, shash, curve, kdf, xs = _ECC_SIGN_PARMS.unpack_from(raw, p)
+        if sym != ALG_NULL or scheme in (ALG_NULL, ALG_ECDAA) or kdf != ALG_NULL \
+                or xs > MAX_ECC_PARAM:
+            return None
+        p += 12
+        x = raw[p:p + xs]
+        p += xs
+        (ys,) = _U16.unpack_from(raw, p)
+        p += 2
+        y = raw[p:p + ys]
+    except struct.error:
+        return None
+    if len(x) != xs or len(y) != ys or p + ys != len(raw) or ys > MAX_ECC_PARAM:
+        return None
+    return Public(typ, name_alg, attrs, raw[10:10 + psize], (ALG_NULL, 0, 0), scheme, shash,
+                  curve, 0, x, y, raw)
+
+
 def parse_public(data: Any) -> Public:
     """Unmarshal a TPMT_PUBLIC of an RSA or ECC key.
 
@@ -380,6 +439,9 @@ def parse_public(data: Any) -> Public:
         MalformedTpmStructure: unsupported type or scheme, truncated, oversized, trailing bytes.
     """
     raw = _bounded(data, MAX_PUBLIC_SIZE, "TPMT_PUBLIC")
+    fast = _fast_ecc_signing_public(raw)
+    if fast is not None:
+        return fast
     r = _Reader(raw, "TPMT_PUBLIC")
     typ = r.u16()
     name_alg = r.u16()
