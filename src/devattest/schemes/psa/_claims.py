@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from devattest.errors import InvalidClaim, MissingClaim, UnknownProfile
 from devattest.model import Finding, SoftwareComponent, ar4si
@@ -53,9 +52,8 @@ _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedPsa:
-    """A PSA claims set that passed every rule of its profile."""
+class ParsedPsa(NamedTuple):
+    """A PSA claims set that passed every rule of its profile (a tuple: cheap to build)."""
 
     profile: PsaProfile
     nonce: bytes
@@ -191,9 +189,10 @@ def _software_component(index: int, entry: Any, profile: PsaProfile
         raw["version"] = version
     if desc is not None:
         raw["measurement_desc"] = desc
-    for k, v in entry.items():
-        if k not in _SWC_KEYS:
-            raw[k] = v
+    if len(entry) > len(raw):  # keys this profile does not define are kept
+        for k, v in entry.items():
+            if k not in _SWC_KEYS:
+                raw[k] = v
     comp = SoftwareComponent(measurement_value=value, measurement_type=mtype, signer_id=signer,
                              version=version, measurement_desc=desc)
     return comp, raw, notice

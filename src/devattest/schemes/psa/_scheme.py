@@ -54,6 +54,8 @@ class PsaEvidence:
     #: The rule that failed, raised after the signature is checked (step 3).
     claims_error: ClaimsError | None
     profile_notes: tuple[str, ...] = ()
+    #: The normalised claims, built once with the parse (handed out by step 5).
+    claims: Claims | None = None
 
 
 def psa_instance_id(key: Any) -> bytes | None:
@@ -71,6 +73,24 @@ def psa_instance_id(key: Any) -> bytes | None:
     else:
         return None
     return bytes((UEID_TYPE_RAND,)) + digest
+
+
+def _normalise(parsed: ParsedPsa) -> Claims:
+    # Step 5 (RFC 9783 section 4): class_id is the Implementation ID (section 4.2.2), the
+    # lifecycle outside the secured and non-PSA-RoT-debug ranges is a finding (4.3.1).
+    finding = lifecycle_finding(parsed.security_lifecycle)
+    return Claims(
+        profile=parsed.profile.name,
+        nonce=parsed.nonce,
+        instance_id=parsed.instance_id,
+        class_id=parsed.implementation_id,
+        security_lifecycle=parsed.security_lifecycle,
+        software_components=parsed.software_components,
+        debug_enabled=debug_enabled(parsed.security_lifecycle),
+        raw=parsed.raw,
+        annotations=parsed.annotations,
+        findings=(finding,) if finding is not None else (),
+    )
 
 
 class PsaScheme:
@@ -112,7 +132,8 @@ class PsaScheme:
             kid=msg.kid, x5chain=msg.x5chain)
         return PsaEvidence(message=msg, profile=profile, claims_set=claims_set, key_hints=hints,
                            nonce=parsed.nonce if parsed is not None else None, parsed=parsed,
-                           claims_error=error, profile_notes=notes)
+                           claims_error=error, profile_notes=notes,
+                           claims=_normalise(parsed) if parsed is not None else None)
 
     def verify_integrity(self, decoded: PsaEvidence, key: KeyAnchor, *,
                          options: VerifyOptions) -> tuple[str, ...]:
@@ -156,24 +177,11 @@ class PsaScheme:
         Raises:
             ClaimsError: a claim breaks the profile (MissingClaim, InvalidClaim).
         """
-        parsed = decoded.parsed
-        if parsed is None:
-            if decoded.claims_error is not None:
-                raise decoded.claims_error
+        if decoded.claims_error is not None:
+            raise decoded.claims_error
+        if decoded.claims is None:
             raise RuntimeError("extract_claims called on evidence that was not decoded")
-        finding = lifecycle_finding(parsed.security_lifecycle)
-        return Claims(
-            profile=parsed.profile.name,
-            nonce=parsed.nonce,
-            instance_id=parsed.instance_id,
-            class_id=parsed.implementation_id,
-            security_lifecycle=parsed.security_lifecycle,
-            software_components=parsed.software_components,
-            debug_enabled=debug_enabled(parsed.security_lifecycle),
-            raw=parsed.raw,
-            annotations=parsed.annotations,
-            findings=(finding,) if finding is not None else (),
-        )
+        return decoded.claims
 
     def instance_id_for_key(self, key: KeyAnchor) -> bytes | None:
         """0x01 || SHA-256 of the IAK public key (SHA-256 twice for a symmetric IAK)."""
