@@ -87,8 +87,11 @@ def strict_loads(data: bytes, *, limits: DecodeLimits) -> Any:
         raise TokenTooLarge(f"token is {n} bytes, the limit is {limits.max_token_size}")
     try:
         obj = _loads(data)
-    except Exception:
+    except Exception as exc:  # any decoder failure: the walker names it
         _strict_walk(data, limits)
+        if isinstance(exc, RecursionError) or "depth" in str(exc):
+            # cbor2's C decoder stops at depth 400 whatever limits.max_depth says.
+            raise NestingTooDeep("nesting deeper than the CBOR decoder supports") from None
         raise InvalidCbor("CBOR item could not be decoded (invalid tag content)") from None
     if _plain_within_limits(obj, limits, n):
         try:
