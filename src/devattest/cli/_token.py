@@ -67,7 +67,7 @@ def create_command(
 ) -> None:
     """Create a signed PSA token or EAT from a YAML claims file (for tests and demos)."""
     from devattest.cose import PrivateKeySigner
-    from devattest.crypto.keys import load_signing_key
+    from devattest.crypto.keys import load_private_key, load_symmetric_key
 
     data = yaml.safe_load(claims.read_text())
     if not isinstance(data, dict):
@@ -78,8 +78,11 @@ def create_command(
             data["challenge"] = nonce_bytes
         else:
             data["eat_nonce"] = nonce_bytes
-    signing_key = load_signing_key(key)
-    signer: Any = signing_key if isinstance(signing_key, bytes) else PrivateKeySigner(signing_key)
+    signer: Any
+    try:
+        signer = PrivateKeySigner(load_private_key(key))
+    except ConfigurationError:
+        signer = load_symmetric_key(key)  # a raw HMAC key makes a COSE_Mac0
     if token_type == "psa":
         from devattest.schemes.psa import create_psa_token
 

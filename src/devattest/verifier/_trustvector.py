@@ -30,6 +30,11 @@ _RULES: tuple[tuple[type[e.DevattestError], str, int], ...] = (
     (e.RollbackDetected, "executables", ar4si.CONTRAINDICATED_RUNTIME),
     (e.LifecycleNotAllowed, "configuration", ar4si.UNSUPPORTABLE_CONFIG),
     (e.ReferenceValueError, "executables", ar4si.UNRECOGNIZED_RUNTIME),
+    # TPM: a quote whose PCRs the event log cannot explain says nothing true about what ran.
+    (e.EventLogMismatch, "executables", ar4si.CONTRAINDICATED_RUNTIME),
+    (e.PcrDigestMismatch, "executables", ar4si.CONTRAINDICATED_RUNTIME),
+    # TPM: counters going backwards mean a rolled-back or substituted TPM.
+    (e.TpmClockRegression, "hardware", ar4si.CONTRAINDICATED_HARDWARE),
 )
 
 
