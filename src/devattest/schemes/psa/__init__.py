@@ -22,6 +22,7 @@ from devattest.schemes.psa._create import (
     psa_claims_map,
 )
 from devattest.schemes.psa._profiles import (
+    CLAIM_NAMES,
     IOT_1,
     MEDIA_TYPE_EAT_CWT,
     MEDIA_TYPE_PSA,
@@ -35,6 +36,7 @@ from devattest.schemes.psa._profiles import (
 from devattest.schemes.psa._scheme import PsaEvidence, PsaScheme, psa_instance_id
 
 __all__ = [
+    "CLAIM_NAMES",
     "IOT_1",
     "MEDIA_TYPE_EAT_CWT",
     "MEDIA_TYPE_PSA",

@@ -153,33 +153,44 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
+def _where(index: int, mtype: Any) -> str:
+    if type(mtype) is str:
+        return f"software component {index} ({mtype})"
+    return f"software component {index}"
+
+
 def _software_component(index: int, entry: Any, profile: PsaProfile
                         ) -> tuple[SoftwareComponent, dict[str | int, Any], str | None]:
-    # RFC 9783 section 4.4.1: psa-software-component.
-    where = f"software component {index}"
-    if not isinstance(entry, dict):
-        raise InvalidClaim(f"{where} must be a map, found {_type_name(entry)}", step=STEP)
-    mtype = entry.get(SWC_MEASUREMENT_TYPE)
-    if mtype is not None:
-        mtype = _text(mtype, f"{where}: measurement type (1)")
-        where = f"software component {index} ({mtype})"
-    if SWC_MEASUREMENT_VALUE not in entry:
-        raise MissingClaim(f"{where}: missing mandatory measurement value (2)", step=STEP)
-    value = _hash(entry[SWC_MEASUREMENT_VALUE], f"{where}: measurement value (2)")
+    # RFC 9783 section 4.4.1: psa-software-component. The happy path does plain look-ups;
+    # messages are built only on failure.
+    if type(entry) is not dict:
+        raise InvalidClaim(f"software component {index} must be a map, found "
+                           f"{_type_name(entry)}", step=STEP)
+    get = entry.get
+    mtype = get(SWC_MEASUREMENT_TYPE)
+    if mtype is not None and type(mtype) is not str:
+        _text(mtype, f"software component {index}: measurement type (1)")
+    value = get(SWC_MEASUREMENT_VALUE)
+    if type(value) is not bytes or len(value) not in HASH_SIZES:
+        if value is None:
+            raise MissingClaim(f"{_where(index, mtype)}: missing mandatory measurement value "
+                               f"(2)", step=STEP)
+        _hash(value, f"{_where(index, mtype)}: measurement value (2)")
     notice = None
-    signer = entry.get(SWC_SIGNER_ID)
+    signer = get(SWC_SIGNER_ID)
     if signer is None:
         if profile.signer_id_mandatory:
-            raise MissingClaim(f"{where}: missing mandatory signer ID (5)", step=STEP)
-        notice = f"{where}: RECOMMENDED signer ID (5) is missing"
-    else:
-        signer = _hash(signer, f"{where}: signer ID (5)")
-    version = entry.get(SWC_VERSION)
-    if version is not None:
-        version = _text(version, f"{where}: version (4)")
-    desc = entry.get(SWC_MEASUREMENT_DESC)
-    if desc is not None:
-        desc = _text(desc, f"{where}: measurement description (6)")
+            raise MissingClaim(f"{_where(index, mtype)}: missing mandatory signer ID (5)",
+                               step=STEP)
+        notice = f"{_where(index, mtype)}: RECOMMENDED signer ID (5) is missing"
+    elif type(signer) is not bytes or len(signer) not in HASH_SIZES:
+        _hash(signer, f"{_where(index, mtype)}: signer ID (5)")
+    version = get(SWC_VERSION)
+    if version is not None and type(version) is not str:
+        _text(version, f"{_where(index, mtype)}: version (4)")
+    desc = get(SWC_MEASUREMENT_DESC)
+    if desc is not None and type(desc) is not str:
+        _text(desc, f"{_where(index, mtype)}: measurement description (6)")
     raw: dict[str | int, Any] = {"measurement_value": value}
     if mtype is not None:
         raw["measurement_type"] = mtype

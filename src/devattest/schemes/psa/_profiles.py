@@ -146,3 +146,6 @@ LIFECYCLE_BY_NAME: dict[str, int] = {
     "sl_recoverable_psa_rot_debug": 0x5000,
     "sl_decommissioned": 0x6000,
 }
+
+#: Claim key -> readable name, over every PSA profile (for ``token inspect``).
+CLAIM_NAMES: dict[int, str] = {**IOT_1.names, **PSA_2_0_0.names, **RFC9783.names}
