@@ -17,7 +17,7 @@ from devattest.cli.main import (
     handle_errors,
 )
 from devattest.crypto.keys import load_verification_key
-from devattest.errors import EvidenceError
+from devattest.errors import ConfigurationError, EvidenceError
 from devattest.model import KeyAnchor, Status, TrustAnchors, VerifyOptions
 from devattest.schemes import SchemeRegistry, default_registry
 
@@ -53,9 +53,25 @@ def sniff_media_type(data: bytes, registry: SchemeRegistry) -> str:
 @handle_errors
 def verify_command(
     file: Annotated[Path, typer.Argument(help="Evidence file (binary CBOR or hex).")],
-    key: Annotated[Path, typer.Option("--key", help="Verification key: PEM, JWK, or raw HMAC key"
-                                      " file; it is the Trust Anchor for this token.")],
     nonce: Annotated[str, typer.Option("--nonce", help="Expected nonce, hex.")],
+    key: Annotated[Path | None, typer.Option(
+        "--key", help="Verification key: PEM, JWK, or raw HMAC key file; it is the Trust "
+        "Anchor for this token. Give it, or CA anchors (--anchors/--ca).")] = None,
+    anchors: Annotated[Path | None, typer.Option(
+        "--anchors", help="Trust Anchors (devattest trust-anchors YAML/JSON): keys and CA "
+        "certificates for x5chain tokens.")] = None,
+    ca: Annotated[list[Path] | None, typer.Option(
+        "--ca", help="A manufacturer or owner CA certificate (PEM) trusted for x5chain "
+        "tokens; repeatable.")] = None,
+    crl: Annotated[list[Path] | None, typer.Option(
+        "--crl", help="A current CRL of a trusted CA (PEM); repeatable.")] = None,
+    require_hardware: Annotated[bool, typer.Option(
+        "--require-hardware", help="Refuse keys not certified as hardware-backed "
+        "(adds RequireHardwareBackedKey to the policy).")] = False,
+    ear_out: Annotated[Path | None, typer.Option(
+        "--ear-out", help="Also write the signed Attestation Result (EAR JWT) here.")] = None,
+    ear_key: Annotated[Path | None, typer.Option(
+        "--ear-key", help="The Verifier's private key (PEM/JWK) that signs --ear-out.")] = None,
     refvals: Annotated[Path | None, typer.Option(
         "--refvals", help="Reference Values (devattest JSON/YAML, or CoRIM).")] = None,
     policy: Annotated[Path | None, typer.Option(
@@ -80,23 +96,49 @@ def verify_command(
 
     evidence = read_bytes(file, what="evidence")
     expected = parse_hex(nonce, what="--nonce")
-    anchors = TrustAnchors.of(keys=[KeyAnchor(public_key=load_verification_key(key),
-                                              label=f"--key {key.name}")])
+    trust = _trust_anchors(key, anchors, ca or [], crl or [])
     refs = load_reference_values_file(refvals) if refvals else None
     pol = load_policy(policy) if policy else DefaultPolicy()
+    if require_hardware:
+        from devattest.policy import AllOf, RequireHardwareBackedKey
+
+        pol = AllOf([pol, RequireHardwareBackedKey()])
+    if (ear_out is None) != (ear_key is None):
+        raise ConfigurationError("--ear-out and --ear-key go together")
     registry = default_registry()
     mt = media_type or sniff_media_type(evidence, registry)
     registry.for_media_type(mt)  # an unknown media type is a usage error (exit 3)
     result = verify(
-        evidence, media_type=mt, expected_nonce=expected, trust_anchors=anchors,
+        evidence, media_type=mt, expected_nonce=expected, trust_anchors=trust,
         reference_values=refs, policy=pol, now=parse_now(now), registry=registry,
         options=VerifyOptions(allow_unprotected_alg=allow_unprotected_alg))
+    if ear_out is not None and ear_key is not None:
+        from devattest.crypto.keys import load_private_key
+        from devattest.ear import sign_ear_jwt
+
+        ear_out.write_text(sign_ear_jwt(result, load_private_key(ear_key)) + "\n")
     if json_out:
         console.print_json(dumps(result_to_claims(result)))
     else:
         console.print(f"media type: {mt}")
         console.print(result_table(result))
     raise typer.Exit(EXIT_BY_STATUS[result.status])
+
+
+def _trust_anchors(key: Path | None, anchors: Path | None, ca: list[Path],
+                   crl: list[Path]) -> TrustAnchors:
+    """--key, or CA anchors (--anchors and/or --ca, with --crl): exactly one kind."""
+    uses_ca = anchors is not None or bool(ca)
+    if (key is None) == (not uses_ca):
+        raise ConfigurationError("give exactly one of --key or CA anchors (--anchors/--ca)")
+    if key is not None:
+        if crl:
+            raise ConfigurationError("--crl needs CA anchors (--anchors/--ca)")
+        return TrustAnchors.of(keys=[KeyAnchor(public_key=load_verification_key(key),
+                                               label=f"--key {key.name}")])
+    from devattest.cli._pki import load_ca_anchors
+
+    return load_ca_anchors(anchors_file=anchors, ca_certs=ca, crl_files=crl)
 
 
 @ear_app.command("verify")
