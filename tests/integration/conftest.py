@@ -1,7 +1,2 @@
-"""Fixtures for integration tests: private simulators started on free ports."""
-
-pytest_plugins = [
-    "tests._support.swtpm",
-    "tests._support.softhsm",
-    "tests._support.postgres",
-]
+"""Integration tests use real swtpm, SoftHSM2, PostgreSQL and Mosquitto; their fixture plugins
+are registered in ``tests/conftest.py`` (pytest allows ``pytest_plugins`` only at the top)."""

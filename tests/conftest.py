@@ -1,0 +1,35 @@
+"""Test-suite configuration.
+
+Fixture plugins that start private, real instances (swtpm, SoftHSM2, PostgreSQL, Mosquitto) on
+free ports live in ``tests/_support``; they are registered here, at the top level, as pytest
+requires. Nothing starts until a test asks for a fixture.
+
+Under CI (``CI=true``) a test skipped because a real component is missing is a failure: the CI
+machine is set up by ``scripts/bootstrap`` and must have them all.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest_plugins = [
+    "tests._support.swtpm",
+    "tests._support.softhsm",
+    "tests._support.postgres",
+    "tests._support.mosquitto",
+]
+
+_MISSING_INFRA = ("is not installed", "not reachable", "unavailable on this machine")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+        if any(marker in reason for marker in _MISSING_INFRA):
+            report.outcome = "failed"
+            report.longrepr = f"CI requires every real component: {reason}"
