@@ -25,15 +25,15 @@ def read_bytes(path: Path, *, what: str, limit: int = 16 * 1024 * 1024) -> bytes
     if size > limit:
         raise ValueError(f"{what} {path} is {size} bytes; refusing more than {limit}")
     data = path.read_bytes()
-    stripped = data.strip()
-    if _looks_hex(stripped):  # a hex dump of a token (like the RFC 9783 *.hex files)
-        return bytes.fromhex(stripped.decode())
+    compact = b"".join(data.split())
+    if _looks_hex(compact):  # a hex dump of a token (like the RFC 9783 *.hex files)
+        return bytes.fromhex(compact.decode())
     return data
 
 
 def _looks_hex(data: bytes) -> bool:
-    s = data.strip()
-    return bool(s) and len(s) % 2 == 0 and all(c in b"0123456789abcdefABCDEF" for c in s)
+    return bool(data) and len(data) % 2 == 0 and all(c in b"0123456789abcdefABCDEF"
+                                                     for c in data)
 
 
 def parse_hex(value: str, *, what: str) -> bytes:

@@ -1,0 +1,142 @@
+"""The CLI's contract: outputs and exit codes (0 affirming, 1 warning, 2 contraindicated,
+3 usage or input-file error), on the public vectors and on tokens it creates itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from typer.testing import CliRunner
+
+from devattest.cli.main import app
+from tests._vectors import VECTORS
+
+RFC = VECTORS / "draft-psa-token"
+NONCE = "01" * 32
+runner = CliRunner()
+
+
+def run(*args: str | Path) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_rfc9783_sign1_affirms() -> None:
+    code, out = run("verify", RFC / "psa-sign1.cbor", "--key", RFC / "tfm-es-iak.pem",
+                    "--nonce", NONCE)
+    assert code == 0, out
+    assert "affirming" in out
+
+
+def test_rfc9783_mac0_affirms_with_jwk_key_and_json_output() -> None:
+    code, out = run("verify", RFC / "psa-mac0.cbor", "--key", RFC / "tfm-hs-iak.json",
+                    "--nonce", NONCE, "--json")
+    assert code == 0, out
+    ear = json.loads(out)
+    assert ear["ear_status"] == "affirming"
+    assert ear["eat_profile"] == "tag:ietf.org,2026:rats/ear#03"
+    assert ear["submods"]["psa"]["ear_trustworthiness_vector"]["instance-identity"] == 2
+
+
+def test_hex_token_file_is_accepted() -> None:
+    code, _ = run("verify", RFC / "psa-sign1.hex", "--key", RFC / "tfm-es-iak.pem",
+                  "--nonce", NONCE)
+    assert code == 0
+
+
+def test_wrong_nonce_exits_2() -> None:
+    code, out = run("verify", RFC / "psa-sign1.cbor", "--key", RFC / "tfm-es-iak.pem",
+                    "--nonce", "02" * 32)
+    assert code == 2
+    assert "nonce_mismatch" in out
+
+
+def test_wrong_key_exits_2() -> None:
+    other = VECTORS / "tf-m-tools-iat-verifier" / "data" / "key-alt.pem"
+    code, out = run("verify", RFC / "psa-sign1.cbor", "--key", other, "--nonce", NONCE)
+    assert code == 2 and "signature_invalid" in out
+
+
+def test_unknown_measurement_is_a_warning_exit_1(tmp_path: Path) -> None:
+    refvals = tmp_path / "refvals.yaml"
+    refvals.write_text(yaml.safe_dump({
+        "format": "devattest.reference-values/v1",
+        "classes": [{
+            "implementation_id": "00" * 32,
+            "components": [{"measurement_type": "PRoT", "measurement_values": ["ff" * 32]}],
+        }],
+    }))
+    code, out = run("verify", RFC / "psa-sign1.cbor", "--key", RFC / "tfm-es-iak.pem",
+                    "--nonce", NONCE, "--refvals", refvals)
+    assert code == 1, out
+    assert "unknown_measurement" in out
+
+
+@pytest.mark.parametrize("args", [
+    ("verify", "/nonexistent.cbor", "--key", RFC / "tfm-es-iak.pem", "--nonce", NONCE),
+    ("verify", RFC / "psa-sign1.cbor", "--key", RFC / "tfm-es-iak.pem", "--nonce", "xyz"),
+    ("verify", RFC / "psa-sign1.cbor", "--key", RFC / "psa-sign1.diag", "--nonce", NONCE),
+    ("verify", RFC / "psa-sign1.cbor", "--key", RFC / "tfm-es-iak.pem", "--nonce", NONCE,
+     "--media-type", "application/unknown"),
+])
+def test_usage_and_input_errors_exit_3_without_traceback(args: tuple[str, ...]) -> None:
+    code, out = run(*args)
+    assert code == 3, out
+    assert "Traceback" not in out
+
+
+def _key(tmp_path: Path) -> Path:
+    key = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "key.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return path
+
+
+def test_token_create_inspect_verify_round_trip_psa(tmp_path: Path) -> None:
+    key = _key(tmp_path)
+    out_file = tmp_path / "t.cbor"
+    code, out = run("token", "create", "--claims", RFC / "sign1-claims.yaml", "--key", key,
+                    "--out", out_file, "--nonce", "ab" * 32)
+    assert code == 0, out
+    code, out = run("token", "inspect", out_file)
+    assert code == 0, out
+    shown = json.loads(out)
+    assert shown["structure"] == "sign1"
+    assert shown["protected"]["1"] == -7
+    code, out = run("verify", out_file, "--key", key, "--nonce", "ab" * 32)
+    assert code == 0, out
+
+
+def test_token_create_eat_and_verify(tmp_path: Path) -> None:
+    key = _key(tmp_path)
+    claims = tmp_path / "eat.yaml"
+    claims.write_text(yaml.safe_dump({"ueid": "01" + "aa" * 32, "hwmodel": "61636d652d73656e736f72",
+                                      "dbgstat": 3, "iat": 1_700_000_000}))
+    token = tmp_path / "eat.cbor"
+    code, out = run("token", "create", "--type", "eat", "--claims", claims, "--key", key,
+                    "--out", token, "--nonce", "cd" * 32)
+    assert code == 0, out
+    code, out = run("verify", token, "--key", key, "--nonce", "cd" * 32,
+                    "--media-type", "application/eat+cwt")
+    assert code == 0, out
+
+
+def test_ear_verify_checks_the_signature(tmp_path: Path) -> None:
+    arc = VECTORS / "veraison-ear"
+    jwt = arc / "ear-es256-testJWT.jwt"
+    code, out = run("ear", "verify", jwt, "--key", arc / "arc-data" / "pkey.json",
+                    "--now", "1666091374")
+    assert code in (0, 1, 2), out
+    assert "signature valid" in out
+    tampered = tmp_path / "t.jwt"
+    text = jwt.read_text().strip()
+    tampered.write_text(text[:-4] + ("AAAA" if not text.endswith("AAAA") else "BBBB"))
+    code, out = run("ear", "verify", tampered, "--key", arc / "arc-data" / "pkey.json",
+                    "--now", "1666091374")
+    assert code == 3 and "signature" in out.lower()
