@@ -1,0 +1,192 @@
+"""``devattest pki``, ``device``, ``attester`` and ``verify`` with CA anchors, in process, on
+the unsafe_software backend (the lifecycle page runs the same commands on SoftHSM2): the
+options the page does not exercise, and the refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from typer.testing import CliRunner
+
+from devattest.cli.main import app
+
+pytestmark = pytest.mark.integration
+
+NONCE = "ab" * 32
+runner = CliRunner()
+
+
+def run(*args: str | Path) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "240"})
+    return result.exit_code, result.output
+
+
+def ok(*args: str | Path) -> str:
+    code, out = run(*args)
+    assert code == 0, out
+    return out
+
+
+def _pem_key(path: Path) -> Path:
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    pub = path.with_suffix(".pub.pem")
+    pub.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return pub
+
+
+@pytest.fixture
+def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A manufacturer PKI, a provisioned device (unsafe_software key) and a Verifier key."""
+    monkeypatch.chdir(tmp_path)
+    ok("pki", "init-manufacturer", "acme", "--org", "Acme Devices")
+    Path("images").mkdir()
+    Path("images/bl.bin").write_bytes(b"bootloader 1.0\n")
+    Path("device.yaml").write_text(yaml.safe_dump({
+        "implementation_id": "aa" * 32, "hardware_model": "m1",
+        "firmware": [{"type": "BL", "image": "images/bl.bin", "version": "1.0.0",
+                      "signer_id": "a5" * 32}]}))
+    Path("se.yaml").write_text(yaml.safe_dump({"backend": "unsafe_software",
+                                               "unsafe_software": {"key_path": "dev.pem"}}))
+    ok("device", "provision", "--ca", "acme/issuing", "--se", "se.yaml", "--serial", "SN-9",
+       "--firmware", "device.yaml", "--out", "certs")
+    _pem_key(tmp_path / "verifier.pem")
+    return tmp_path
+
+
+def attest(chain: str = "certs/chain.pem", out: str = "ev.cbor") -> str:
+    ok("attester", "attest", "device.yaml", "--se", "se.yaml", "--chain", chain,
+       "--nonce", NONCE, "--out", out)
+    return out
+
+
+def test_pki_show_reports_purpose_tcbinfo_and_no_hardware_marker(factory: Path) -> None:
+    shown = json.loads(ok("pki", "show", "certs/cert.pem"))
+    assert shown["key_purposes"] == ["devattest-attestation-key"]
+    assert shown["hardware_backed"] is None
+    assert shown["device_serial"] == "SN-9"
+    assert shown["tcb_info"]["model"] == "m1"
+    assert len(shown["tcb_info"]["fwids"]) == 1
+    # The key path in se.yaml is relative to the config file.
+    assert (factory / "dev.pem").exists()
+
+
+def test_verify_with_trust_anchors_document(factory: Path) -> None:
+    attest()
+    Path("anchors.yaml").write_text(yaml.safe_dump({
+        "format": "devattest.trust-anchors/v1",
+        "certificates": [{"certificate": Path("acme/root/cert.pem").read_text(),
+                          "manufacturer": "Acme Devices",
+                          "crls": [Path("acme/issuing/crl.pem").read_text()]}]}))
+    code, out = run("verify", "ev.cbor", "--nonce", NONCE, "--anchors", "anchors.yaml")
+    assert code == 0, out
+    assert "instance-identity=2" in out
+
+
+def test_verify_require_hardware_refuses_software_key(factory: Path) -> None:
+    attest()
+    code, out = run("verify", "ev.cbor", "--nonce", NONCE, "--ca", "acme/root/cert.pem",
+                    "--require-hardware")
+    assert code == 2, out
+    assert "policy_violation" in out and "not hardware-backed" in out
+
+
+def test_verify_refuses_key_together_with_ca_anchors_and_neither(factory: Path) -> None:
+    attest()
+    code, out = run("verify", "ev.cbor", "--nonce", NONCE, "--ca", "acme/root/cert.pem",
+                    "--key", "verifier.pub.pem")
+    assert code == 3, out
+    code, out = run("verify", "ev.cbor", "--nonce", NONCE)
+    assert code == 3, out
+
+
+def test_verify_refuses_a_leaf_certificate_as_trust_anchor(factory: Path) -> None:
+    attest()
+    code, out = run("verify", "ev.cbor", "--nonce", NONCE, "--ca", "certs/cert.pem")
+    assert code == 3, out
+    assert "not a CA certificate" in out
+
+
+def test_revoked_device_is_contraindicated_with_the_new_crl(factory: Path) -> None:
+    attest()
+    ok("device", "revoke", "--ca", "acme/issuing", "--cert", "certs/chain.pem")
+    crl = json.loads(ok("pki", "crl", "acme/issuing"))
+    assert crl["crl_number"] == 2 and crl["revoked"][0]["reason"] == "key_compromise"
+    code, out = run("verify", "ev.cbor", "--nonce", NONCE, "--ca", "acme/root/cert.pem",
+                    "--crl", "acme/issuing/crl.pem")
+    assert code == 2, out
+    assert "certificate_revoked" in out
+
+
+def test_onboarding_refuses_an_ear_signed_by_another_key(factory: Path) -> None:
+    attest()
+    ok("pki", "init-owner", "owner", "--org", "Fleet A")
+    code, out = run("verify", "ev.cbor", "--nonce", NONCE, "--ca", "acme/root/cert.pem",
+                    "--ear-key", "verifier.pem", "--ear-out", "ear.jwt")
+    assert code == 0, out
+    _pem_key(factory / "impostor.pem")
+    code, out = run("device", "onboard", "--owner-ca", "owner", "--chain", "certs/chain.pem",
+                    "--evidence", "ev.cbor", "--result", "ear.jwt",
+                    "--verifier-key", "impostor.pub.pem", "--manufacturer-ca",
+                    "acme/root/cert.pem", "--out", "owner.pem")
+    assert code == 3, out
+    assert "onboarding_refused" in out or "does not verify" in out
+    assert not Path("owner.pem").exists()
+
+
+def test_onboarding_refuses_a_contraindicated_result(factory: Path) -> None:
+    attest()
+    ok("pki", "init-owner", "owner", "--org", "Fleet A")
+    code, out = run("verify", "ev.cbor", "--nonce", "cd" * 32, "--ca", "acme/root/cert.pem",
+                    "--ear-key", "verifier.pem", "--ear-out", "ear.jwt")
+    assert code == 2, out  # wrong nonce: contraindicated, and the EAR says so
+    code, out = run("device", "onboard", "--owner-ca", "owner", "--chain", "certs/chain.pem",
+                    "--evidence", "ev.cbor", "--result", "ear.jwt",
+                    "--verifier-key", "verifier.pub.pem", "--manufacturer-ca",
+                    "acme/root/cert.pem", "--out", "owner.pem")
+    assert code == 3, out
+    assert "not affirming" in out
+    assert not Path("owner.pem").exists()
+
+
+def test_onboarding_refuses_a_result_about_other_evidence(factory: Path) -> None:
+    attest()
+    ok("pki", "init-owner", "owner", "--org", "Fleet A")
+    ok("verify", "ev.cbor", "--nonce", NONCE, "--ca", "acme/root/cert.pem",
+       "--ear-key", "verifier.pem", "--ear-out", "ear.jwt")
+    attest(out="other.cbor")
+    code, out = run("device", "onboard", "--owner-ca", "owner", "--chain", "certs/chain.pem",
+                    "--evidence", "other.cbor", "--result", "ear.jwt",
+                    "--verifier-key", "verifier.pub.pem", "--manufacturer-ca",
+                    "acme/root/cert.pem", "--out", "owner.pem")
+    assert code == 3, out
+    assert "not bound to the presented Evidence" in out
+
+
+def test_attest_refuses_a_chain_for_another_key(factory: Path, tmp_path: Path) -> None:
+    Path("se2.yaml").write_text(yaml.safe_dump({"backend": "unsafe_software",
+                                                "key_path": "other.pem"}))
+    ok("device", "provision", "--ca", "acme/issuing", "--se", "se2.yaml", "--serial", "SN-10",
+       "--out", "certs2")
+    code, out = run("attester", "attest", "device.yaml", "--se", "se.yaml", "--chain",
+                    "certs2/chain.pem", "--nonce", NONCE, "--out", "ev.cbor")
+    assert code == 3, out
+    assert "another key" in out
+
+
+def test_attester_measure_writes_reference_values_the_verifier_accepts(factory: Path) -> None:
+    out = ok("attester", "measure", "device.yaml", "--reference-values", "rv.yaml")
+    assert '"type": "BL"' in out
+    attest()
+    code, out = run("verify", "ev.cbor", "--nonce", NONCE, "--ca", "acme/root/cert.pem",
+                    "--refvals", "rv.yaml")
+    assert code == 0, out
+    assert "executables=2" in out
