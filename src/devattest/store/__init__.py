@@ -22,6 +22,7 @@ from devattest.store.challenges import (
     ConsumeOutcome,
     Consumption,
 )
+from devattest.store.dashboard_repo import DashboardRepository, DeviceRow
 from devattest.store.devices import LIFECYCLE_STATES, DeviceFilter, DeviceRepository
 from devattest.store.lifecycle_repo import LifecycleRepository, receipt_key
 from devattest.store.provisioned import (
@@ -43,8 +44,10 @@ __all__ = [
     "ChallengeRepository",
     "ConsumeOutcome",
     "Consumption",
+    "DashboardRepository",
     "DeviceFilter",
     "DeviceRepository",
+    "DeviceRow",
     "HistoryFilter",
     "LifecycleRepository",
     "ProvisionedRepository",
