@@ -1,0 +1,366 @@
+"""The device agent: runs on the device next to its secure element, reports lifecycle
+events over MQTT and answers the Verifier's challenges with Evidence signed in the secure
+element.
+
+Delivery is at-least-once and every message is idempotent on the Verifier side, so the
+agent simply repeats what is not yet confirmed:
+
+* an event stays in the outbox until a result arrives for a challenge received after it
+  (the Verifier re-challenges for a repeated event that is still pending, and ignores it
+  otherwise);
+* Evidence stays in the outbox until its result arrives (a repeated submission gets the
+  stored result back and never consumes a second nonce);
+* while offline, events queue (bounded); on reconnect, and every ``retry_interval`` seconds,
+  the outbox is sent again. paho reconnects with exponential backoff.
+
+One :class:`MqttLink` carries one device (its own MQTT session, client id = device id) or,
+for simulators and gateways, many devices over one connection.
+
+The attester never imports the verifier, the service, the store or the policy layer.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+
+from devattest.errors import TransportError
+from devattest.transport.mqtt import (
+    MqttSettings,
+    b64d,
+    connect_async,
+    event_message,
+    evidence_message,
+    json_properties,
+    loads,
+    make_client,
+    parse_topic,
+    subscription,
+    topic,
+)
+
+_log = logging.getLogger("devattest.attester.agent")
+
+class Link(Protocol):
+    """What carries an agent's messages (an MQTT connection, or an in-process bus)."""
+
+    def publish(self, name: str, payload: bytes) -> None: ...
+
+
+#: Builds Evidence for a nonce: returns ``(evidence, media_type)``. Signs in the secure
+#: element.
+EvidenceBuilder = Callable[[bytes], tuple[bytes, str]]
+
+
+@dataclass
+class _OutEvent:
+    event_id: str
+    kind: str
+    details: dict[str, Any]
+    seq: int
+    sent_at: float = 0.0
+
+
+@dataclass
+class _OutEvidence:
+    challenge_id: str
+    payload: bytes
+    seq: int
+    sent_at: float = 0.0
+
+
+@dataclass
+class AgentStats:
+    """Counters, for tests and the simulator."""
+
+    challenges: int = 0
+    evidence_sent: int = 0
+    results: int = 0
+    resent: int = 0
+    dropped_events: int = 0
+    last_status: str | None = None
+    results_by_challenge: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class DeviceAgent:
+    """One device's agent logic (transport-independent; a link carries its messages).
+
+    Args:
+        device_id: the device's id (its topics are ``devattest/v1/{device_id}/...``).
+        evidence: builds signed Evidence for a nonce (see :func:`psa_evidence_builder`).
+        max_queue: events kept while offline; the oldest are dropped beyond it.
+        answer_challenges: False makes a device that ignores challenges (simulator).
+        on_result: called with every result message.
+    """
+
+    def __init__(self, device_id: str, *, evidence: EvidenceBuilder, max_queue: int = 1000,
+                 answer_challenges: bool = True,
+                 on_result: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.device_id = device_id
+        self._evidence = evidence
+        self._max_queue = max_queue
+        self.answer_challenges = answer_challenges
+        self._on_result = on_result
+        self._lock = threading.Lock()
+        self._events: collections.OrderedDict[str, _OutEvent] = collections.OrderedDict()
+        self._evidence_out: dict[str, _OutEvidence] = {}
+        self._seq = 0
+        self._link: Link | None = None
+        self._result_cv = threading.Condition(self._lock)
+        self.stats = AgentStats()
+        #: Hook for simulators: transforms Evidence before it is sent (adversaries).
+        self.tamper: Callable[[str, bytes, str], tuple[bytes, str]] | None = None
+
+    def attach(self, link: Link) -> None:
+        """Bind the agent to the link that carries its messages."""
+        self._link = link
+
+    # -- events ------------------------------------------------------------------------------
+    def report(self, kind: str, *, event_id: str | None = None, **details: Any) -> str:
+        """Report a lifecycle event (queued while offline). Returns its event id."""
+        eid = event_id or secrets.token_hex(8)
+        with self._lock:
+            self._seq += 1
+            self._events[eid] = _OutEvent(eid, kind, dict(details), self._seq)
+            while len(self._events) > self._max_queue:
+                self._events.popitem(last=False)
+                self.stats.dropped_events += 1
+        self._send_event(eid)
+        return eid
+
+    def _send_event(self, eid: str) -> None:
+        with self._lock:
+            ev = self._events.get(eid)
+            if ev is None:
+                return
+            ev.sent_at = time.monotonic()
+        if self._link is not None:
+            self._link.publish(topic(self.device_id, "events"),
+                               event_message(ev.kind, event_id=ev.event_id,
+                                             details=ev.details))
+
+    @property
+    def outstanding(self) -> int:
+        """Events and Evidence not yet confirmed by a result."""
+        with self._lock:
+            return len(self._events) + len(self._evidence_out)
+
+    # -- challenges and results --------------------------------------------------------------
+    def on_challenge(self, payload: bytes) -> None:
+        """Answer a challenge: Evidence over its nonce, signed in the secure element."""
+        try:
+            msg = loads(payload)
+            challenge_id = msg.get("challenge_id")
+            if not isinstance(challenge_id, str):
+                raise TransportError("challenge without an id")
+            nonce = b64d(msg.get("nonce"), what="nonce")
+        except TransportError as exc:
+            _log.warning("%s: malformed challenge: %s", self.device_id, exc.message)
+            return
+        with self._lock:
+            self.stats.challenges += 1
+            if challenge_id in self._evidence_out or \
+                    challenge_id in self.stats.results_by_challenge:
+                return  # a redelivered challenge: the Evidence is already on its way
+            seq = self._seq
+        if not self.answer_challenges:
+            return
+        evidence, media_type = self._evidence(nonce)
+        if self.tamper is not None:
+            evidence, media_type = self.tamper(challenge_id, evidence, media_type)
+        out = _OutEvidence(challenge_id, evidence_message(challenge_id, evidence, media_type),
+                           seq, time.monotonic())
+        with self._lock:
+            self._evidence_out[challenge_id] = out
+            self.stats.evidence_sent += 1
+        if self._link is not None:
+            self._link.publish(topic(self.device_id, "evidence"), out.payload)
+
+    def on_result(self, payload: bytes) -> None:
+        """A result (or an error) for one of this device's challenges."""
+        try:
+            msg = loads(payload)
+        except TransportError:
+            return
+        cid = msg.get("challenge_id")
+        with self._lock:
+            out = self._evidence_out.pop(cid, None) if isinstance(cid, str) else None
+            if out is not None:
+                for eid in [e.event_id for e in self._events.values() if e.seq <= out.seq]:
+                    del self._events[eid]
+            if isinstance(cid, str):
+                self.stats.results_by_challenge[cid] = msg
+            self.stats.results += 1
+            self.stats.last_status = msg.get("status") or \
+                (msg.get("error") or {}).get("code")
+            self._result_cv.notify_all()
+        if self._on_result is not None:
+            self._on_result(msg)
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Wait until every event and Evidence is confirmed by a result."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._events or self._evidence_out:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._result_cv.wait(left)
+            return True
+
+    def resend(self, *, older_than: float = 0.0) -> int:
+        """Send again what is unconfirmed and older than ``older_than`` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            events = [e.event_id for e in self._events.values()
+                      if now - e.sent_at >= older_than]
+            evidence = [e for e in self._evidence_out.values() if now - e.sent_at >= older_than]
+            for e in evidence:
+                e.sent_at = now
+            self.stats.resent += len(events) + len(evidence)
+        for eid in events:
+            self._send_event(eid)
+        if self._link is not None:
+            for e in evidence:
+                self._link.publish(topic(self.device_id, "evidence"), e.payload)
+        return len(events) + len(evidence)
+
+
+class MqttLink:
+    """An MQTT connection carrying one or many device agents.
+
+    With one agent the client id is the device id and the session is persistent, as on a
+    real device. With many (a simulator or a gateway) it subscribes to each device's
+    ``challenge`` and ``result`` topics over one connection.
+
+    Args:
+        settings: broker URL, credentials, TLS.
+        client_id: defaults to the single agent's device id, else random.
+        retry_interval: seconds after which unconfirmed messages are sent again.
+        workers: threads that sign Evidence (signing never blocks the network thread).
+    """
+
+    def __init__(self, settings: MqttSettings, *, client_id: str | None = None,
+                 retry_interval: float = 5.0, workers: int = 2) -> None:
+        self.settings = settings
+        self._agents: dict[str, DeviceAgent] = {}
+        self._client_id = client_id
+        self._retry = retry_interval
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="agent-sign")
+        self._client: mqtt.Client | None = None
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self.connects = 0
+
+    def add(self, agent: DeviceAgent) -> DeviceAgent:
+        """Carry ``agent`` on this link (before :meth:`start`)."""
+        self._agents[agent.device_id] = agent
+        agent.attach(self)
+        return agent
+
+    @property
+    def agents(self) -> Mapping[str, DeviceAgent]:
+        """The agents on this link, by device id."""
+        return self._agents
+
+    def start(self, *, wait: float = 10.0) -> MqttLink:
+        """Connect (in the background, with backoff) and start the retry loop.
+
+        Raises:
+            TransportError: not connected within ``wait`` seconds (0: do not wait).
+        """
+        single = len(self._agents) == 1
+        cid = self._client_id or (next(iter(self._agents)) if single
+                                  else f"devattest-agents-{secrets.token_hex(4)}")
+        self._client = make_client(self.settings, client_id=cid)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        connect_async(self._client, self.settings)
+        threading.Thread(target=self._retry_loop, name="agent-retry", daemon=True).start()
+        if wait and not self._connected.wait(wait):
+            raise TransportError(f"no connection to {self.settings.url} within {wait}s")
+        return self
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self._stop.set()
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up."""
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait for the connection."""
+        return self._connected.wait(timeout)
+
+    def publish(self, name: str, payload: bytes) -> None:
+        """Publish with QoS 1 (paho queues it while reconnecting; the agents resend what is
+        never confirmed)."""
+        if self._client is None:
+            return
+        self._client.publish(name, payload, qos=1, properties=json_properties(self.settings))
+
+    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any,
+                    _props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            _log.warning("agent connection refused: %s", reason)
+            return
+        subs = []
+        if len(self._agents) > 200:
+            subs = [(subscription("challenge"), 1), (subscription("result"), 1)]
+        else:
+            for device_id in self._agents:
+                subs += [(topic(device_id, "challenge"), 1), (topic(device_id, "result"), 1)]
+        client.subscribe(subs)
+        self.connects += 1
+        self._connected.set()
+        # Reconnected: everything unconfirmed goes out again (the Verifier de-duplicates).
+        for agent in self._agents.values():
+            agent.resend()
+
+    def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, _reason: Any,
+                       _props: Any) -> None:
+        self._connected.clear()
+
+    def _on_message(self, client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        parsed = parse_topic(msg.topic)
+        agent = self._agents.get(parsed[0]) if parsed else None
+        if parsed is not None and agent is not None:
+            payload = bytes(msg.payload)
+            if parsed[1] == "challenge":
+                self._pool.submit(agent.on_challenge, payload)
+            elif parsed[1] == "result":
+                agent.on_result(payload)
+        client.ack(msg.mid, msg.qos)
+
+    def _retry_loop(self) -> None:
+        while not self._stop.wait(self._retry / 2):
+            if self._connected.is_set():
+                for agent in list(self._agents.values()):
+                    agent.resend(older_than=self._retry)
+
+
+def psa_evidence_builder(state: Any, se: Any, *, x5chain: tuple[bytes, ...] = ()
+                         ) -> EvidenceBuilder:
+    """Evidence as a PSA token over the nonce, signed in the secure element ``se``."""
+    from devattest.attester.evidence import PSA_MEDIA_TYPE, attest_psa
+
+    def build(nonce: bytes) -> tuple[bytes, str]:
+        return attest_psa(state, se, nonce=nonce, x5chain=x5chain), PSA_MEDIA_TYPE
+
+    return build

@@ -1,0 +1,599 @@
+"""The lifecycle coordinator: lifecycle events in, challenges out; Evidence in, results,
+postures and status changes out. Transport-neutral: the MQTT bridge and the in-process
+simulator both drive it.
+
+It lives in ``transport`` because it composes the service layer
+(:class:`~devattest.service.services.attestation.AttestationService` issues challenges and
+appraises), the store (``lifecycle_repo``) and the pure lifecycle core, and only the
+interface layer may import all three (import-linter layers contract). It holds no
+verification logic: appraisal happens in the service, which calls the pure verifier.
+
+Idempotency (MQTT QoS 1 is at-least-once):
+
+* an event carries the device's own event id; a redelivered event is recognised and
+  ignored (no second deadline, no second challenge);
+* Evidence is keyed on (challenge id, SHA-256 of the Evidence): the first delivery claims an
+  evidence receipt, and every redelivery gets the stored result back without reaching the
+  service, so it never counts twice and never consumes a second nonce. A submission that was
+  appraised before a crash (history holds it) is recognised the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from devattest.errors import LifecycleError, MalformedLifecycleEvent
+from devattest.lifecycle import (
+    DEFAULT_RULES,
+    AttestationDue,
+    DeviceLifecycle,
+    DevicePosture,
+    EventKind,
+    LifecycleEvent,
+    LifecycleRules,
+    LifecycleState,
+    OperatorAction,
+    ResultSummary,
+    apply_action,
+    apply_event,
+    assess,
+    parse_event,
+    record_result,
+)
+from devattest.service.auth import Principal
+from devattest.service.problems import ApiError, Conflict
+from devattest.store import (
+    AttestationRepository,
+    DeviceFilter,
+    DeviceRepository,
+    HistoryFilter,
+    LifecycleRepository,
+    Store,
+    WebhookRepository,
+    receipt_key,
+)
+from devattest.store.lifecycle_repo import (
+    DeviceLifecycleRecord,
+    LifecycleEventRecord,
+    ReceiptState,
+)
+from devattest.store.models import Challenge, Device
+
+_log = logging.getLogger("devattest.transport.coordinator")
+
+#: The coordinator acts for devices as an internal relying party.
+SERVICE_PRINCIPAL = Principal(role="relying-party", via="internal")
+
+#: Lifecycle states mapped onto the inventory's ``devices.lifecycle_state``.
+INVENTORY_STATE = {
+    LifecycleState.MANUFACTURED: "provisioned",
+    LifecycleState.PROVISIONED: "provisioned",
+    LifecycleState.ONBOARDED: "active",
+    LifecycleState.QUARANTINED: "suspended",
+    LifecycleState.DECOMMISSIONED: "decommissioned",
+}
+_FROM_INVENTORY = {"provisioned": LifecycleState.PROVISIONED, "active": LifecycleState.ONBOARDED,
+                   "suspended": LifecycleState.QUARANTINED,
+                   "decommissioned": LifecycleState.DECOMMISSIONED}
+
+
+class AttestationPort(Protocol):
+    """What the coordinator needs from the attestation service."""
+
+    def issue_challenge(self, principal: Principal, *, device_id: str, nonce_size: int,
+                        now: datetime) -> Challenge: ...
+
+    def check_submission(self, principal: Principal, *, challenge_id: str,
+                         media_type: str) -> str: ...
+
+    def submit(self, *, challenge_id: str, device_id: str, evidence: bytes, media_type: str,
+               now: datetime) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PostureChange:
+    """A device's posture or lifecycle state changed."""
+
+    device_id: str
+    previous: str
+    posture: DevicePosture
+    state: LifecycleState
+    previous_state: LifecycleState
+
+    def as_message(self) -> dict[str, Any]:
+        """The JSON of the status message (MQTT ``.../status``, webhook body)."""
+        return {"event": "device.posture_changed", "device_id": self.device_id,
+                "previous_posture": self.previous, "posture": self.posture.posture.value,
+                "reason": self.posture.reason, "state": self.state.value,
+                "previous_state": self.previous_state.value, "stale": self.posture.stale,
+                "codes": list(self.posture.codes), "at": self.posture.at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedChallenge:
+    """A challenge to send to a device."""
+
+    device_id: str
+    challenge_id: str
+    nonce: bytes
+    expires_at: datetime
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    """What reporting one event did."""
+
+    device_id: str
+    event_id: str
+    duplicate: bool = False
+    challenge: IssuedChallenge | None = None
+    changes: tuple[PostureChange, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceOutcome:
+    """What submitting one piece of Evidence did.
+
+    ``message`` is the result message to publish (None when another worker is processing
+    the same submission right now); ``duplicate`` is true for a redelivery.
+    """
+
+    device_id: str
+    challenge_id: str
+    message: dict[str, Any] | None
+    duplicate: bool = False
+    changes: tuple[PostureChange, ...] = ()
+
+
+#: Decides whether a posture change quarantines the device: returns a reason, or None.
+QuarantineHook = Callable[[PostureChange], str | None]
+
+
+def quarantine_when_untrusted(change: PostureChange) -> str | None:
+    """The default quarantine hook: a device whose attestation failed is quarantined."""
+    if change.posture.posture.value == "untrusted" and change.state is not \
+            LifecycleState.QUARANTINED and change.posture.codes:
+        return change.posture.reason
+    return None
+
+
+def event_key(device_id: str, client_event_id: str) -> str:
+    """The stored id of a device-reported event (unique per device and client id)."""
+    return hashlib.sha256(f"{device_id}\0{client_event_id}".encode()).hexdigest()[:40]
+
+
+class LifecycleCoordinator:
+    """Events, challenges, Evidence, results and postures, over the service and the store.
+
+    Args:
+        store: the service's store (with the lifecycle tables).
+        attestation: the attestation service (challenges and appraisal).
+        rules: deadlines and result ages.
+        nonce_size: challenge nonce size (32, 48 or 64).
+        receipt_lease: how long a worker owns an Evidence receipt before another may take
+            it over (a worker that died).
+        quarantine_hooks: called on every posture change; a hook that returns a reason
+            quarantines the device.
+        listeners: called on every posture change after it is committed (the MQTT bridge
+            publishes ``.../status``). Webhooks are queued in the same transaction.
+    """
+
+    def __init__(self, store: Store, attestation: AttestationPort, *,
+                 rules: LifecycleRules = DEFAULT_RULES, nonce_size: int = 32,
+                 receipt_lease: timedelta = timedelta(seconds=30),
+                 quarantine_hooks: Sequence[QuarantineHook] = (),
+                 listeners: Sequence[Callable[[PostureChange], None]] = ()) -> None:
+        self.store = store
+        self.attestation = attestation
+        self.rules = rules
+        self._nonce_size = nonce_size
+        self._lease = receipt_lease
+        self._hooks = list(quarantine_hooks)
+        self._listeners = list(listeners)
+        self._listener_lock = threading.Lock()
+
+    def add_listener(self, listener: Callable[[PostureChange], None]) -> None:
+        """Also call ``listener`` on every posture change."""
+        with self._listener_lock:
+            self._listeners.append(listener)
+
+    # -- inventory ---------------------------------------------------------------------------
+    def register_device(self, device_id: str, *, now: datetime, model: str = "",
+                        owner: str = "", instance_id: str | None = None,
+                        firmware_version: str = "",
+                        state: LifecycleState = LifecycleState.ONBOARDED) -> None:
+        """Add a device to the inventory with its lifecycle record (idempotent: an existing
+        device keeps its history; its facts are updated).
+
+        Raises:
+            StoreError: the database failed.
+        """
+        with self.store.write() as s:
+            devices, repo = DeviceRepository(s), LifecycleRepository(s)
+            device = devices.get(device_id)
+            if device is None:
+                devices.create(device_id=device_id, now=now, model=model, owner=owner,
+                               lifecycle_state=INVENTORY_STATE[state], instance_id=instance_id)
+            else:
+                devices.update(device, now=now, model=model, owner=owner,
+                               lifecycle_state=INVENTORY_STATE[state], instance_id=instance_id)
+            rec = repo.get(device_id)
+            if rec is None:
+                repo.create(device_id=device_id, state=state.value, now=now,
+                            firmware_version=firmware_version)
+            else:
+                rec.state = state.value
+                rec.firmware_version = firmware_version
+                rec.updated_at = now
+
+    # -- loading and saving the pure record --------------------------------------------------
+    def _load(self, s: Any, device_id: str, *, lock: bool
+              ) -> tuple[Device, DeviceLifecycleRecord, DeviceLifecycle] | None:
+        devices, repo = DeviceRepository(s), LifecycleRepository(s)
+        device = devices.lock(device_id) if lock else devices.get(device_id)
+        if device is None:
+            return None
+        rec = repo.get(device_id)
+        if rec is None:
+            rec = repo.create(device_id=device_id, now=device.updated_at,
+                              state=_FROM_INVENTORY.get(device.lifecycle_state,
+                                                        LifecycleState.PROVISIONED).value)
+        return device, rec, _to_pure(device, rec, repo.pending_events(device_id))
+
+    def _save(self, s: Any, device: Device, rec: DeviceLifecycleRecord,
+              before: DeviceLifecycle, after: DeviceLifecycle, *, now: datetime,
+              satisfied_by: str | None = None) -> PostureChange | None:
+        repo = LifecycleRepository(s)
+        gone = {d.event_id for d in before.pending} - {d.event_id for d in after.pending}
+        repo.satisfy(device_id=device.id, event_ids=sorted(gone), challenge_id=satisfied_by,
+                     now=now)
+        if after.owner != device.owner or INVENTORY_STATE[after.state] != \
+                device.lifecycle_state:
+            DeviceRepository(s).update(device, now=now, owner=after.owner,
+                                       lifecycle_state=INVENTORY_STATE[after.state])
+        rec.state = after.state.value
+        rec.state_reason = after.state_reason
+        rec.firmware_version = after.firmware_version
+        if after.latest is not None and after.latest != before.latest:
+            rec.latest_status = after.latest.status
+            rec.latest_at = after.latest.at
+            rec.latest_requested_at = after.latest.requested_at
+            rec.latest_reasons = [list(r) for r in after.latest.reasons]
+            rec.latest_challenge_id = after.latest.challenge_id
+        rec.next_deadline = min((d.deadline for d in after.pending), default=None)
+        posture = assess(after, now=now, rules=self.rules)
+        previous, previous_state = rec.posture, before.state
+        rec.posture = posture.posture.value
+        rec.posture_reason = posture.reason
+        rec.updated_at = now
+        if previous == posture.posture.value and previous_state is after.state:
+            return None
+        change = PostureChange(device.id, previous, posture, after.state, previous_state)
+        WebhookRepository(s).enqueue(event="device.posture_changed", now=now,
+                                     payload=json.dumps(change.as_message(), sort_keys=True,
+                                                        separators=(",", ":")))
+        return change
+
+    def _after_commit(self, changes: Sequence[PostureChange], *, now: datetime,
+                      hooks: bool = False) -> tuple[PostureChange, ...]:
+        out = list(changes)
+        # Quarantine hooks judge attestation results only (not an operator's release, which
+        # would otherwise be undone at once while the last result is still the failed one).
+        for change in changes if hooks else ():
+            for hook in self._hooks:
+                try:
+                    reason = hook(change)
+                except Exception:  # a relying party's hook must not break the pipeline
+                    _log.exception("quarantine hook failed for %s", change.device_id)
+                    continue
+                if reason:
+                    extra = self.quarantine(change.device_id, reason=reason, now=now,
+                                            _notify=False)
+                    if extra is not None:
+                        out.append(extra)
+                    break
+        with self._listener_lock:
+            listeners = list(self._listeners)
+        for change in out:
+            for listener in listeners:
+                try:
+                    listener(change)
+                except Exception:
+                    _log.exception("posture listener failed for %s", change.device_id)
+        return tuple(out)
+
+    # -- events ------------------------------------------------------------------------------
+    def report_event(self, device_id: str, message: Mapping[str, Any], *, now: datetime,
+                     source: str = "device") -> EventOutcome:
+        """Record a lifecycle event reported by a device and issue the challenge it calls for.
+
+        ``message`` is ``{"event_id": "...", "kind": "...", "details": {...}}`` (the
+        device's ``event_id`` makes redelivery idempotent; one is made up when absent).
+
+        Raises:
+            MalformedLifecycleEvent: the message is malformed.
+            LifecycleTransitionRefused: the device's state does not accept the event.
+            LifecycleError: the device is not in the inventory.
+            StoreError: the database failed.
+        """
+        client_id = message.get("event_id") if isinstance(message, Mapping) else None
+        if client_id is not None and (not isinstance(client_id, str) or
+                                      not 0 < len(client_id) <= 100):
+            raise MalformedLifecycleEvent("event_id must be a string of 1-100 characters")
+        if client_id is None:
+            client_id = f"{source}-{now.timestamp():.6f}-{id(message)}"
+        eid = event_key(device_id, client_id)
+        still_due = False
+        change: PostureChange | None = None
+        event: LifecycleEvent | None = None
+        with self.store.write() as s:
+            loaded = self._load(s, device_id, lock=True)
+            if loaded is None:
+                raise LifecycleError(f"no device {device_id!r} in the inventory")
+            device, rec, before = loaded
+            repo = LifecycleRepository(s)
+            seen = repo.find_event(eid)
+            if seen is not None:
+                still_due = seen.deadline is not None and seen.satisfied_at is None
+            else:
+                event = parse_event(message, device_id=device_id, event_id=eid,
+                                    received_at=now)
+                after = apply_event(before, event, rules=self.rules)
+                due = after.pending[-1] if after.pending and \
+                    after.pending[-1].event_id == eid else None
+                repo.add_event(event_id=eid, device_id=device_id, kind=event.kind.value,
+                               details={**event.details, "client_event_id": client_id},
+                               at=now, deadline=due.deadline if due else None, source=source)
+                change = self._save(s, device, rec, before, after, now=now)
+        if event is None:
+            # A repeated event: no second deadline. While it is still unanswered, the device
+            # may have lost its challenge (a broker restart), so it gets a fresh one.
+            again = self.request_attestation(device_id, now=now, event_id=eid) \
+                if still_due else None
+            return EventOutcome(device_id, eid, duplicate=True, challenge=again)
+        challenge = None
+        if event.kind is not EventKind.DECOMMISSION:
+            challenge = self.request_attestation(device_id, now=now, event_id=eid)
+        changes = self._after_commit([change] if change else [], now=now)
+        return EventOutcome(device_id, eid, challenge=challenge, changes=changes)
+
+    def request_attestation(self, device_id: str, *, now: datetime,
+                            event_id: str | None = None) -> IssuedChallenge | None:
+        """Issue a challenge for ``device_id`` (None when the service refuses: the device
+        is suspended/quarantined, decommissioned or unknown)."""
+        try:
+            ch = self.attestation.issue_challenge(SERVICE_PRINCIPAL, device_id=device_id,
+                                                  nonce_size=self._nonce_size, now=now)
+        except ApiError as exc:
+            _log.info("no challenge for %s: %s", device_id, exc.message)
+            return None
+        return IssuedChallenge(device_id, ch.id, ch.nonce, ch.expires_at, event_id)
+
+    # -- evidence ----------------------------------------------------------------------------
+    def submit_evidence(self, device_id: str, *, challenge_id: str, evidence: bytes,
+                        media_type: str, now: datetime) -> EvidenceOutcome:
+        """Appraise Evidence for a challenge, exactly once per (challenge, Evidence).
+
+        ``device_id`` is the device the Evidence arrived for (the MQTT topic); a challenge
+        issued to another device is refused without consuming its nonce.
+
+        Raises:
+            StoreError: the database failed (the receipt is released so that a redelivery
+                is processed again).
+        """
+        key = receipt_key(challenge_id, evidence)
+        digest = hashlib.sha256(evidence).hexdigest()
+        with self.store.write() as s:
+            claim = LifecycleRepository(s).claim_receipt(
+                key=key, challenge_id=challenge_id[:64], device_id=device_id[:128],
+                evidence_sha256=digest, now=now, lease=self._lease)
+        if claim.state is ReceiptState.DONE:
+            return EvidenceOutcome(device_id, challenge_id,
+                                   {**(claim.result or {}), "duplicate": True}, duplicate=True)
+        if claim.state is ReceiptState.BUSY:
+            return EvidenceOutcome(device_id, challenge_id, None, duplicate=True)
+        try:
+            message, summary = self._appraise(device_id, challenge_id, evidence, media_type,
+                                              digest, now)
+        except Exception:
+            with self.store.write() as s:
+                LifecycleRepository(s).release_receipt(key)
+            raise
+        changes: list[PostureChange] = []
+        with self.store.write() as s:
+            if summary is not None:
+                loaded = self._load(s, device_id, lock=True)
+                if loaded is not None:
+                    device, rec, before = loaded
+                    after = record_result(before, summary)
+                    change = self._save(s, device, rec, before, after, now=now,
+                                        satisfied_by=challenge_id)
+                    if change is not None:
+                        changes.append(change)
+                    message["posture"] = rec.posture
+                    message["posture_reason"] = rec.posture_reason
+            LifecycleRepository(s).complete_receipt(key=key, result=message, now=now)
+        return EvidenceOutcome(device_id, challenge_id, message,
+                               changes=self._after_commit(changes, now=now, hooks=True))
+
+    def _appraise(self, device_id: str, challenge_id: str, evidence: bytes, media_type: str,
+                  digest: str, now: datetime
+                  ) -> tuple[dict[str, Any], ResultSummary | None]:
+        base: dict[str, Any] = {"challenge_id": challenge_id, "device_id": device_id}
+        try:
+            owner = self.attestation.check_submission(SERVICE_PRINCIPAL,
+                                                      challenge_id=challenge_id,
+                                                      media_type=media_type)
+        except ApiError as exc:
+            return {**base, "error": {"code": exc.error_code, "message": exc.message}}, None
+        if owner != device_id:
+            return {**base, "error": {"code": "challenge_for_another_device",
+                                      "message": "the challenge was issued to another device"}
+                    }, None
+        with self.store.read() as s:
+            requested_at = _challenge_time(s, challenge_id) or now
+            prior = _already_appraised(s, device_id, challenge_id, digest)
+        if prior is not None:
+            # Appraised before a crash, receipt not completed: answer from history.
+            reasons = tuple((r.get("code", ""), r.get("message", "")) for r in prior.reasons)
+            return ({**base, "status": prior.status, "ear": prior.ear,
+                     "attestation_id": prior.id,
+                     "reasons": [{"code": c, "message": m} for c, m in reasons]},
+                    ResultSummary(prior.status, at=prior.created_at, requested_at=requested_at,
+                                  reasons=reasons, challenge_id=challenge_id))
+        try:
+            sub = self.attestation.submit(challenge_id=challenge_id, device_id=device_id,
+                                          evidence=evidence, media_type=media_type, now=now)
+        except Conflict as exc:
+            # A replayed or expired nonce: recorded by the service as contraindicated.
+            reasons = ((exc.error_code, exc.message),)
+            return ({**base, "status": "contraindicated", "ear": exc.extra.get("ear"),
+                     "attestation_id": exc.extra.get("attestation_id"),
+                     "reasons": [{"code": exc.error_code, "message": exc.message}]},
+                    ResultSummary("contraindicated", at=now, requested_at=requested_at,
+                                  reasons=reasons, challenge_id=challenge_id))
+        except ApiError as exc:
+            return {**base, "error": {"code": exc.error_code, "message": exc.message}}, None
+        result = sub.result
+        reasons = tuple(result.reasons)
+        return ({**base, "status": result.status.value, "ear": sub.ear,
+                 "attestation_id": sub.attestation_id,
+                 "reasons": [{"code": c, "message": m} for c, m in reasons]},
+                ResultSummary(result.status.value, at=now, requested_at=requested_at,
+                              reasons=reasons, challenge_id=challenge_id))
+
+    # -- operator actions, sweeps and views --------------------------------------------------
+    def quarantine(self, device_id: str, *, reason: str, now: datetime,
+                   _notify: bool = True) -> PostureChange | None:
+        """Move a device to quarantined (the quarantine hook, or an operator).
+
+        Returns the posture change (None if the device is unknown or already quarantined).
+        """
+        return self._action(device_id, OperatorAction.QUARANTINE, reason=reason, now=now,
+                            notify=_notify)
+
+    def release(self, device_id: str, *, now: datetime) -> PostureChange | None:
+        """Release a quarantined device (an operator decision)."""
+        return self._action(device_id, OperatorAction.RELEASE, reason="", now=now,
+                            notify=True)
+
+    def _action(self, device_id: str, action: OperatorAction, *, reason: str, now: datetime,
+                notify: bool) -> PostureChange | None:
+        with self.store.write() as s:
+            loaded = self._load(s, device_id, lock=True)
+            if loaded is None:
+                return None
+            device, rec, before = loaded
+            try:
+                after = apply_action(before, action, reason=reason)
+            except LifecycleError:
+                return None
+            change = self._save(s, device, rec, before, after, now=now)
+        if change is not None and notify:
+            self._after_commit([change], now=now)
+        return change
+
+    def sweep_overdue(self, *, now: datetime, limit: int = 1000) -> tuple[PostureChange, ...]:
+        """Re-assess devices whose deadline passed; returns (and publishes) the changes."""
+        with self.store.read() as s:
+            ids = LifecycleRepository(s).due_before(now, limit=limit)
+        changes: list[PostureChange] = []
+        for device_id in ids:
+            with self.store.write() as s:
+                loaded = self._load(s, device_id, lock=True)
+                if loaded is None:
+                    continue
+                device, rec, current = loaded
+                change = self._save(s, device, rec, current, current, now=now)
+                if change is not None:
+                    changes.append(change)
+        return self._after_commit(changes, now=now)
+
+    def device(self, device_id: str) -> DeviceLifecycle | None:
+        """The lifecycle record of one device."""
+        with self.store.read() as s:
+            loaded = self._load(s, device_id, lock=False)
+        return None if loaded is None else loaded[2]
+
+    def posture(self, device_id: str, *, now: datetime) -> DevicePosture | None:
+        """The posture of one device at ``now``."""
+        d = self.device(device_id)
+        return None if d is None else assess(d, now=now, rules=self.rules)
+
+    def fleet(self, *, now: datetime, page: int = 2000
+              ) -> list[tuple[DeviceLifecycle, DevicePosture]]:
+        """Every device with its posture at ``now`` (for aggregates and tables)."""
+        out: list[tuple[DeviceLifecycle, DevicePosture]] = []
+        after: str | None = None
+        while True:
+            with self.store.read() as s:
+                devices = DeviceRepository(s).search(_ALL, after=after, limit=page)
+                if not devices:
+                    break
+                ids = [d.id for d in devices]
+                repo = LifecycleRepository(s)
+                recs = repo.records_for(ids)
+                pending = repo.pending_events_for(ids)
+            for dev in devices:
+                rec = recs.get(dev.id)
+                if rec is None:
+                    continue
+                pure = _to_pure(dev, rec, pending.get(dev.id, []))
+                out.append((pure, assess(pure, now=now, rules=self.rules)))
+            after = devices[-1].id
+        return out
+
+
+def _to_pure(device: Device, rec: DeviceLifecycleRecord,
+             pending: Sequence[LifecycleEventRecord]) -> DeviceLifecycle:
+    latest = None
+    if rec.latest_status is not None and rec.latest_at is not None:
+        latest = ResultSummary(rec.latest_status, at=rec.latest_at,
+                               requested_at=rec.latest_requested_at or rec.latest_at,
+                               reasons=tuple((str(r[0]), str(r[1])) for r in
+                                             rec.latest_reasons if len(r) == 2),
+                               challenge_id=rec.latest_challenge_id)
+    dues = tuple(AttestationDue(e.event_id, EventKind(e.kind), e.at, e.deadline)
+                 for e in pending if e.deadline is not None)
+    return DeviceLifecycle(device.id, model=device.model, owner=device.owner,
+                           firmware_version=rec.firmware_version,
+                           state=LifecycleState(rec.state), pending=dues, latest=latest,
+                           state_reason=rec.state_reason)
+
+
+def _challenge_time(s: Any, challenge_id: str) -> datetime | None:
+    ch = s.get(Challenge, challenge_id)
+    return None if ch is None else ch.created_at  # type: ignore[no-any-return]
+
+
+def _already_appraised(s: Any, device_id: str, challenge_id: str, digest: str) -> Any:
+    for row in AttestationRepository(s).search(
+            HistoryFilter(device_id=device_id, evidence_sha256=digest), limit=10):
+        if row.challenge_id == challenge_id and row.outcome == "appraised":
+            return row
+    return None
+
+
+_ALL = DeviceFilter()
+
+__all__ = [
+    "INVENTORY_STATE",
+    "SERVICE_PRINCIPAL",
+    "AttestationPort",
+    "EventOutcome",
+    "EvidenceOutcome",
+    "IssuedChallenge",
+    "LifecycleCoordinator",
+    "PostureChange",
+    "QuarantineHook",
+    "event_key",
+    "quarantine_when_untrusted",
+]

@@ -1,0 +1,294 @@
+"""MQTT plumbing shared by the Verifier side and the device agent: settings (broker URL,
+TLS, username/password or client certificate), the topic scheme and message codecs.
+
+Topic scheme (``docs/mqtt.md``), all QoS 1::
+
+    devattest/v1/{device_id}/events     device -> verifier   lifecycle events
+    devattest/v1/{device_id}/challenge  verifier -> device   nonce to attest with
+    devattest/v1/{device_id}/evidence   device -> verifier   signed Evidence for a challenge
+    devattest/v1/{device_id}/result     verifier -> device   the Attestation Result (EAR)
+    devattest/v1/{device_id}/status     verifier -> RPs      posture changes (retained)
+
+The Verifier subscribes with MQTT 5 shared subscriptions
+(``$share/devattest/devattest/v1/+/evidence``) so that replicas share the load.
+
+This module holds no verification logic and imports nothing from the service layer (the
+device agent uses it too).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from devattest.errors import ConfigurationError, TransportError
+
+PREFIX = "devattest/v1"
+KINDS = ("events", "challenge", "evidence", "result", "status")
+#: Largest accepted payload of any devattest message (Evidence is base64 in JSON).
+MAX_PAYLOAD = 256 * 1024
+_DEVICE_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """How to reach the broker.
+
+    ``url`` is ``mqtt://[user[:password]@]host[:port]`` or ``mqtts://...`` (TLS, port 8883
+    by default). TLS verifies the broker against ``ca_file`` (or the system store); a client
+    certificate (``cert_file``/``key_file``) authenticates this client. ``tls_insecure`` is
+    for tests only.
+    """
+
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_insecure: bool = False
+    #: ``5`` (default: shared subscriptions, session expiry) or ``3.1.1``.
+    protocol: str = "5"
+    keepalive: int = 30
+    #: Seconds the broker keeps a disconnected client's session (MQTT 5).
+    session_expiry: int = 3600
+    #: The shared-subscription group of the Verifier replicas (None: plain subscriptions).
+    share_group: str | None = "devattest"
+    reconnect_min_delay: int = 1
+    reconnect_max_delay: int = 30
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> MqttSettings:
+        """Settings from a URL (credentials in the URL are taken out of it).
+
+        Raises:
+            ConfigurationError: not an ``mqtt://`` or ``mqtts://`` URL.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+            raise ConfigurationError(f"not an MQTT URL: {url!r} (mqtt://host:port)")
+        kw: dict[str, Any] = {}
+        if parts.username:
+            kw["username"] = unquote(parts.username)
+        if parts.password:
+            kw["password"] = unquote(parts.password)
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        clean = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+        return cls(url=clean, **{**kw, **overrides})
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection uses TLS."""
+        return urlsplit(self.url).scheme in ("mqtts", "ssl")
+
+    @property
+    def host(self) -> str:
+        """The broker host."""
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        """The broker port (1883, or 8883 with TLS, by default)."""
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+    @property
+    def mqtt5(self) -> bool:
+        """Whether MQTT 5 is used."""
+        return self.protocol == "5"
+
+    def with_credentials(self, username: str | None, password: str | None) -> MqttSettings:
+        """A copy with other credentials."""
+        return replace(self, username=username, password=password)
+
+
+def make_client(settings: MqttSettings, *, client_id: str, persistent: bool = True
+                ) -> mqtt.Client:
+    """A configured paho client (not yet connected): protocol, credentials, TLS,
+    reconnect backoff and manual acknowledgements.
+
+    Raises:
+        ConfigurationError: a TLS file cannot be loaded.
+    """
+    proto = MQTTProtocolVersion.MQTTv5 if settings.mqtt5 else MQTTProtocolVersion.MQTTv311
+    kw: dict[str, Any] = {}
+    if not settings.mqtt5:
+        kw["clean_session"] = not persistent
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto,
+                         manual_ack=True, **kw)
+    if settings.username is not None:
+        client.username_pw_set(settings.username, settings.password)
+    if settings.tls:
+        try:
+            client.tls_set(ca_certs=settings.ca_file, certfile=settings.cert_file,
+                           keyfile=settings.key_file, cert_reqs=ssl.CERT_REQUIRED,
+                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConfigurationError(f"MQTT TLS configuration: {exc}") from exc
+        if settings.tls_insecure:
+            client.tls_insecure_set(True)
+    client.reconnect_delay_set(settings.reconnect_min_delay, settings.reconnect_max_delay)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    return client
+
+
+def connect_async(client: mqtt.Client, settings: MqttSettings, *, persistent: bool = True
+                  ) -> None:
+    """Start connecting in the background (``loop_start`` keeps reconnecting with backoff).
+
+    Raises:
+        TransportError: the connection cannot even be attempted.
+    """
+    kw: dict[str, Any] = {}
+    if settings.mqtt5:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = settings.session_expiry if persistent else 0
+        kw["properties"] = props
+        kw["clean_start"] = not persistent
+    try:
+        client.connect_async(settings.host, settings.port, keepalive=settings.keepalive, **kw)
+    except (OSError, ValueError) as exc:
+        raise TransportError(f"cannot connect to {settings.url}: {exc}") from exc
+    client.loop_start()
+
+
+def json_properties(settings: MqttSettings) -> Properties | None:
+    """MQTT 5 PUBLISH properties saying the payload is JSON (None on MQTT 3.1.1)."""
+    if not settings.mqtt5:
+        return None
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.ContentType = "application/json"
+    props.PayloadFormatIndicator = 1
+    return props
+
+
+# -- topics ----------------------------------------------------------------------------------
+def check_device_id(device_id: str) -> str:
+    """A device id usable in a topic level (no ``/``, ``+``, ``#``; 1-128 characters).
+
+    Raises:
+        ValueError: it is not.
+    """
+    if not _DEVICE_ID.fullmatch(device_id):
+        raise ValueError(f"device id {device_id!r} cannot be used in an MQTT topic")
+    return device_id
+
+
+def topic(device_id: str, kind: str) -> str:
+    """``devattest/v1/{device_id}/{kind}``.
+
+    Raises:
+        ValueError: unknown kind or unusable device id.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown topic kind {kind!r}")
+    return f"{PREFIX}/{check_device_id(device_id)}/{kind}"
+
+
+def subscription(kind: str, *, share_group: str | None = None, device_id: str = "+") -> str:
+    """The filter for ``kind`` (all devices by default), shared when a group is given."""
+    base = f"{PREFIX}/{device_id}/{kind}"
+    return f"$share/{share_group}/{base}" if share_group else base
+
+
+def parse_topic(name: str) -> tuple[str, str] | None:
+    """``(device_id, kind)`` of a devattest topic, or None."""
+    parts = name.split("/")
+    if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != PREFIX or parts[3] not in KINDS:
+        return None
+    if not _DEVICE_ID.fullmatch(parts[2]):
+        return None
+    return parts[2], parts[3]
+
+
+# -- codecs ----------------------------------------------------------------------------------
+def dumps(obj: Mapping[str, Any]) -> bytes:
+    """Compact JSON."""
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def loads(payload: bytes) -> dict[str, Any]:
+    """A JSON object from an untrusted payload.
+
+    Raises:
+        TransportError: too large, not JSON, or not an object.
+    """
+    if len(payload) > MAX_PAYLOAD:
+        raise TransportError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise TransportError("payload is not JSON") from None
+    if not isinstance(obj, dict):
+        raise TransportError("payload is not a JSON object")
+    return obj
+
+
+def b64e(data: bytes) -> str:
+    """Standard base64 text."""
+    return base64.b64encode(data).decode()
+
+
+def b64d(text: Any, *, what: str) -> bytes:
+    """Bytes from (standard or URL-safe) base64 text.
+
+    Raises:
+        TransportError: not base64 text.
+    """
+    if not isinstance(text, str):
+        raise TransportError(f"{what} must be base64 text")
+    try:
+        return base64.b64decode(text.replace("-", "+").replace("_", "/")
+                                + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise TransportError(f"{what} is not base64") from None
+
+
+def challenge_message(challenge_id: str, nonce: bytes, expires_at: datetime,
+                      event_id: str | None = None) -> bytes:
+    """The payload of ``.../challenge``."""
+    msg: dict[str, Any] = {"challenge_id": challenge_id, "nonce": b64e(nonce),
+                           "expires_at": expires_at.isoformat()}
+    if event_id:
+        msg["event_id"] = event_id
+    return dumps(msg)
+
+
+def evidence_message(challenge_id: str, evidence: bytes, media_type: str) -> bytes:
+    """The payload of ``.../evidence``."""
+    return dumps({"challenge_id": challenge_id, "media_type": media_type,
+                  "evidence": b64e(evidence)})
+
+
+def parse_evidence_message(payload: bytes) -> tuple[str, bytes, str]:
+    """``(challenge_id, evidence, media_type)`` from an untrusted ``.../evidence`` payload.
+
+    Raises:
+        TransportError: malformed.
+    """
+    msg = loads(payload)
+    cid, mt = msg.get("challenge_id"), msg.get("media_type")
+    if not isinstance(cid, str) or not 0 < len(cid) <= 64:
+        raise TransportError("challenge_id must be a short string")
+    if not isinstance(mt, str) or not 0 < len(mt) <= 200:
+        raise TransportError("media_type must be a short string")
+    return cid, b64d(msg.get("evidence"), what="evidence"), mt
+
+
+def event_message(kind: str, *, event_id: str, details: Mapping[str, Any] | None = None
+                  ) -> bytes:
+    """The payload of ``.../events``."""
+    return dumps({"event_id": event_id, "kind": kind, "details": dict(details or {})})
