@@ -73,10 +73,10 @@ class SchemeRegistry:
 
 def default_registry() -> SchemeRegistry:
     """A registry with every built-in scheme (psa, eat, and tpm when available)."""
-    from devattest.schemes.eat import EatScheme
+    from devattest.schemes.eat import EatConstrainedScheme, EatScheme
     from devattest.schemes.psa import PsaScheme
 
-    schemes: list[EvidenceScheme] = [PsaScheme(), EatScheme()]
+    schemes: list[EvidenceScheme] = [PsaScheme(), EatScheme(), EatConstrainedScheme()]
     try:
         from devattest.schemes.tpm import TpmQuoteScheme
     except ImportError:  # pragma: no cover - tpm scheme lands separately

@@ -8,7 +8,7 @@ import pytest
 
 from devattest.errors import RegistryConflict, UnsupportedMediaType
 from devattest.schemes import SchemeRegistry, default_registry
-from devattest.schemes.eat import EatScheme
+from devattest.schemes.eat import EatConstrainedScheme, EatScheme
 from devattest.schemes.example import ExampleScheme
 from devattest.schemes.psa import PsaScheme
 
@@ -39,7 +39,7 @@ def test_default_registry_has_psa_and_eat_without_overlap() -> None:
     ('application/eat+cwt; eat_profile="tag:psacertified.org,2023:psa#tfm"', "psa"),
     ("application/psa-attestation-token", "psa"),
     ("application/eat+cwt", "eat"),
-    ('application/eat+cwt; eat_profile="urn:ietf:rfc:rfc9711"', "eat"),
+    ('application/eat+cwt; eat_profile="urn:ietf:rfc:rfc9711"', "eat-rfc9711"),
     ('APPLICATION/EAT+CWT;eat_profile="tag:psacertified.org,2023:psa#tfm"', "psa"),
 ])
 def test_media_types_select_their_scheme(media_type: str, scheme: str) -> None:
@@ -52,8 +52,8 @@ def test_registering_a_taken_media_type_is_refused() -> None:
 
 
 def test_registering_a_taken_media_type_spelled_differently_is_refused() -> None:
-    with pytest.raises(RegistryConflict, match="already handled by 'eat'"):
-        SchemeRegistry([EatScheme(), SpacedImpostor()])
+    with pytest.raises(RegistryConflict, match="already handled by 'eat-rfc9711'"):
+        SchemeRegistry([EatConstrainedScheme(), SpacedImpostor()])
 
 
 def test_registering_a_taken_name_is_refused() -> None:

@@ -30,6 +30,7 @@ from devattest.schemes.eat._scheme import (
     MEDIA_TYPE_EAT_CWT_CONSTRAINED,
     PROFILE_CONSTRAINED,
     PROFILE_GENERIC,
+    EatConstrainedScheme,
     EatEvidence,
     EatScheme,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "DebugStatus",
     "Dloa",
     "EatClaimsSet",
+    "EatConstrainedScheme",
     "EatEvidence",
     "EatScheme",
     "FormatBody",

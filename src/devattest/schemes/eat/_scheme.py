@@ -37,6 +37,7 @@ from devattest.errors import (
     MalformedClaims,
     MissingClaim,
     TokenExpired,
+    UnknownProfile,
 )
 from devattest.model import (
     Claims,
@@ -169,7 +170,10 @@ class EatScheme:
     device profile ``urn:ietf:rfc:rfc9711``."""
 
     name: ClassVar[str] = "eat"
-    media_types: ClassVar[tuple[str, ...]] = (MEDIA_TYPE_EAT_CWT, MEDIA_TYPE_EAT_CWT_CONSTRAINED)
+    media_types: ClassVar[tuple[str, ...]] = (MEDIA_TYPE_EAT_CWT,)
+    #: A profile the media type itself demands (RFC 9782 ``eat_profile`` parameter): its
+    #: rules apply even when the token omits the ``eat_profile`` claim.
+    required_profile: ClassVar[str | None] = None
 
     def decode(self, data: bytes, *, limits: DecodeLimits, options: VerifyOptions
                ) -> EatEvidence:
@@ -194,7 +198,12 @@ class EatScheme:
             # RFC 9711 section 4.1: the nonce is the one claim EAT requires.
             if not parsed.nonce:
                 raise MissingClaim("missing mandatory claim eat_nonce (10)", step=_STEP)
-            if parsed.profile == PROFILE_CONSTRAINED:
+            required = self.required_profile
+            if required is not None and parsed.profile not in (None, required):
+                raise UnknownProfile(
+                    f"media type requires eat_profile {required!r}, the token says "
+                    f"{parsed.profile!r}", step=_STEP)
+            if PROFILE_CONSTRAINED in (parsed.profile, required):
                 _constrained_profile_rules(data, msg, parsed)
             for m in parsed.measurements:
                 if m.content_type == COAP_CT_COSWID:
@@ -279,7 +288,9 @@ class EatScheme:
         if c.dbgstat is not None:
             debug = c.dbgstat is DebugStatus.ENABLED
             if debug:
-                findings.append(Finding("configuration", ar4si.UNSAFE_CONFIG,
+                # Debug access to the attesting environment undermines every claim it makes
+                # (as PSA's recoverable RoT debug state does): contraindicated.
+                findings.append(Finding("configuration", ar4si.UNSUPPORTABLE_CONFIG,
                                         "eat_debug_enabled",
                                         "debug is enabled (dbgstat 0)"))
         # 5.5: OEM-authorised boot (RFC 9711 section 4.2.8).
@@ -318,3 +329,13 @@ class EatScheme:
     def instance_id_for_key(self, key: KeyAnchor) -> bytes | None:
         """EAT does not bind the UEID to the key: None."""
         return None
+
+
+class EatConstrainedScheme(EatScheme):
+    """EAT sent as ``application/eat+cwt; eat_profile="urn:ietf:rfc:rfc9711"``: the
+    Constrained Device Standard Profile (RFC 9711 section 6) applies because the media type
+    says so, whether or not the token carries the ``eat_profile`` claim."""
+
+    name: ClassVar[str] = "eat-rfc9711"
+    media_types: ClassVar[tuple[str, ...]] = (MEDIA_TYPE_EAT_CWT_CONSTRAINED,)
+    required_profile: ClassVar[str | None] = PROFILE_CONSTRAINED

@@ -100,7 +100,7 @@ def test_debug_enabled_is_a_configuration_finding() -> None:
     claims = run(create_eat({"eat_nonce": NONCE, "dbgstat": 0}, KEY))
     assert claims.debug_enabled is True
     assert [(f.claim, f.value, f.code) for f in claims.findings] == [
-        ("configuration", ar4si.UNSAFE_CONFIG, "eat_debug_enabled")]
+        ("configuration", ar4si.UNSUPPORTABLE_CONFIG, "eat_debug_enabled")]
 
 
 def test_debug_disabled_has_no_finding() -> None:
