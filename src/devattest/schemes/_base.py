@@ -15,8 +15,9 @@ class DecodedEvidence(Protocol):
     def key_hints(self) -> KeyHints: ...
 
     @property
-    def nonce(self) -> bytes | None:
-        """The freshness nonce as carried, before claim rules (checked in step 4)."""
+    def nonce(self) -> bytes | tuple[bytes, ...] | list[bytes] | None:
+        """The freshness nonce as carried, before claim rules (checked in step 4). EAT may
+        carry several (RFC 9711 section 4.1): any one of them may match."""
         ...
 
 
