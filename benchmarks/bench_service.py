@@ -114,8 +114,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_config(db: str, workers: int, args: argparse.Namespace, keys: list[ec.EllipticCurvePrivateKey]
-               ) -> dict[str, float | int | str]:
+def run_config(db: str, workers: int, args: argparse.Namespace,
+               keys: list[ec.EllipticCurvePrivateKey]) -> dict[str, float | int | str]:
     tmp = Path(tempfile.mkdtemp(prefix="devattest-bench-"))
     dropdb = None
     if db == "sqlite":
@@ -165,13 +165,12 @@ def run_config(db: str, workers: int, args: argparse.Namespace, keys: list[ec.El
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
         # warm-up, then the measured run
-        for duration, keep in ((1.0, False), (args.duration, True)):
+        for duration in (1.0, args.duration):
             p = ctx.Process(target=_load, args=(base, token, pems, args.concurrency, duration,
                                                 q))
             p.start()
             lat, errors, non_aff = q.get()
             p.join()
-        del keep
         lat.sort()
         return {"db": db, "workers": workers, "round_trips_per_s": len(lat) / args.duration,
                 "p50_ms": statistics.median(lat) * 1000,
