@@ -81,5 +81,18 @@ _mount("devattest.cli._device", "device", "Provision, onboard, transfer and revo
 _mount("devattest.cli._attester", "attester", "Run the Attester: collect claims, sign Evidence.")
 _mount("devattest.service.cli", "service", "Run and administer the Verifier service.")
 
+
+def _mount_service_shortcuts() -> None:
+    """``devattest serve`` and ``devattest admin ...`` at the top level, as documented."""
+    try:
+        from devattest.service import cli as service_cli
+    except ImportError:  # pragma: no cover - only while a part is being built
+        return
+    app.command("serve", help="Run the Verifier service (uvicorn).")(service_cli.serve)
+    app.add_typer(service_cli.admin_app, name="admin", help="Administer the Verifier service.")
+
+
+_mount_service_shortcuts()
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -62,15 +61,8 @@ def load_signer(settings: Settings) -> ResultSigner:
 
 
 def _registry() -> SchemeRegistry:
-    """The built-in schemes; while a scheme package is incomplete, the ones that import."""
-    try:
-        return default_registry()
-    except ImportError as exc:  # pragma: no cover - only while a scheme is being built
-        from devattest.schemes.psa import PsaScheme
-
-        logging.getLogger("devattest.service").warning(
-            "some evidence schemes are unavailable", extra={"reason": str(exc)})
-        return SchemeRegistry([PsaScheme()])
+    """The built-in evidence schemes (PSA, EAT, the EAT constrained profile, TPM quotes)."""
+    return default_registry()
 
 
 def retention_policy(settings: Settings) -> RetentionPolicy:
