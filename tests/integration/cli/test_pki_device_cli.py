@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -190,3 +191,18 @@ def test_attester_measure_writes_reference_values_the_verifier_accepts(factory: 
                     "--refvals", "rv.yaml")
     assert code == 0, out
     assert "executables=2" in out
+
+
+def test_tpm2_device_through_the_cli_passes_require_hardware(factory: Path, swtpm: Any) -> None:
+    pytest.importorskip("tpm2_pytss")
+    Path("tpm.yaml").write_text(yaml.safe_dump({
+        "backend": "tpm2", "tpm2": {"tcti": swtpm.tcti, "persistent_handle": "0x81010060"}}))
+    ok("device", "provision", "--ca", "acme/issuing", "--se", "tpm.yaml", "--serial", "SN-T",
+       "--out", "tcerts")
+    assert json.loads(ok("pki", "show", "tcerts/cert.pem"))["hardware_backed"] == "tpm2"
+    ok("attester", "attest", "device.yaml", "--se", "tpm.yaml", "--chain", "tcerts/chain.pem",
+       "--nonce", NONCE, "--out", "tev.cbor")
+    code, out = run("verify", "tev.cbor", "--nonce", NONCE, "--ca", "acme/root/cert.pem",
+                    "--crl", "acme/issuing/crl.pem", "--require-hardware")
+    assert code == 0, out
+    assert "hardware=2" in out
