@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from devattest.model._fast import fast_constructor
+
 
 @dataclass(frozen=True, slots=True)
 class SoftwareComponent:
@@ -74,3 +76,9 @@ class Finding:
     value: int
     code: str
     message: str
+
+
+# Hot-path constructors (same objects, about half the cost; see ``model._fast``).
+new_software_component = fast_constructor(SoftwareComponent)
+new_key_hints = fast_constructor(KeyHints)
+new_claims = fast_constructor(Claims)

@@ -52,6 +52,8 @@ from devattest.model import (
     VerifyOptions,
     ar4si,
 )
+from devattest.model._fast import fast_constructor
+from devattest.model.result import new_appraisal, new_attestation_result, new_trust_vector
 from devattest.policy._base import AppraisalPolicy, PolicyInput
 from devattest.policy._combinators import policy_ids
 from devattest.schemes import EvidenceScheme, SchemeRegistry, default_registry
@@ -68,17 +70,16 @@ def _default_registry() -> SchemeRegistry:
     return default_registry()
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
-    evidence: bytes
-    media_type: str
-    expected_nonce: bytes
-    now: int
-    verifier_id: VerifierId
-    result_ttl: int
+_new_policy_input = fast_constructor(PolicyInput)
+_TRUSTWORTHY_INSTANCE = ar4si.TRUSTWORTHY_INSTANCE
+_GENUINE_HARDWARE = ar4si.GENUINE_HARDWARE
+_APPROVED_RUNTIME = ar4si.APPROVED_RUNTIME
+_sha256 = hashlib.sha256
 
 
 def _as_epoch(now: datetime | int | float) -> int:
+    if type(now) is int:
+        return now
     if isinstance(now, datetime):
         if now.tzinfo is None:
             raise TypeError("now must be timezone-aware")
@@ -167,10 +168,11 @@ def _check_nonce(carried: Any, expected: bytes) -> None:
     raise NonceMismatch("the Evidence's nonce is not the one the Verifier issued", step="4")
 
 
-def _appraise(evidence: bytes, ctx: _Context, *, scheme: EvidenceScheme,
-              trust_anchors: TrustAnchors, reference_values: ReferenceValues | None,
-              policy: AppraisalPolicy, limits: DecodeLimits, options: VerifyOptions
-              ) -> AttestationResult:
+def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
+              scheme: EvidenceScheme, trust_anchors: TrustAnchors,
+              reference_values: ReferenceValues | None, policy: AppraisalPolicy,
+              limits: DecodeLimits, options: VerifyOptions, verifier_id: VerifierId,
+              result_ttl: int) -> AttestationResult:
     if trust_anchors.empty:
         raise KeyNotFound("the Trust Anchor set is empty: nothing can be trusted", step="2")
     # Step 1: parse (RFC 9052 section 4.2 / RFC 8392 section 7; scheme-specific profile).
@@ -179,17 +181,17 @@ def _appraise(evidence: bytes, ctx: _Context, *, scheme: EvidenceScheme,
             f"token is {len(evidence)} bytes, the limit is {limits.max_token_size}", step="1")
     decoded = scheme.decode(evidence, limits=limits, options=options)
     # Step 2: find the attesting key.
-    key = find_key(scheme, decoded, trust_anchors, now=ctx.now)
+    key = find_key(scheme, decoded, trust_anchors, now=now)
     # Step 3: signature or MAC (RFC 9052 sections 4.4 and 6.3).
     notices = scheme.verify_integrity(decoded, key, options=options)
     # Step 4: freshness.
-    _check_nonce(decoded.nonce, ctx.expected_nonce)
+    _check_nonce(decoded.nonce, expected_nonce)
     # Step 5: the profile's claim rules.
-    claims = scheme.extract_claims(decoded, now=ctx.now, options=options)
+    claims = scheme.extract_claims(decoded, now=now, options=options)
 
     tv: dict[str, int | None] = {
-        "instance_identity": ar4si.TRUSTWORTHY_INSTANCE,
-        "hardware": ar4si.GENUINE_HARDWARE if key.hardware_backed else None,
+        "instance_identity": _TRUSTWORTHY_INSTANCE,
+        "hardware": _GENUINE_HARDWARE if key.hardware_backed else None,
         "executables": None,
         "configuration": None,
     }
@@ -217,15 +219,16 @@ def _appraise(evidence: bytes, ctx: _Context, *, scheme: EvidenceScheme,
                 reasons.append((p.code, p.message))
         else:
             matched = True
-            tv["executables"] = worse(tv["executables"], ar4si.APPROVED_RUNTIME)
+            tv["executables"] = worse(tv["executables"], _APPROVED_RUNTIME)
             if claims.security_lifecycle is not None and refs is not None \
                     and refs.allowed_lifecycles is not None:
                 tv["configuration"] = worse(tv["configuration"], ar4si.APPROVED_CONFIG)
-    vector = TrustVector(**tv)
+    vector = new_trust_vector(**tv)
 
     # Step 7: Appraisal Policy (RFC 9334 section 8.5).
-    decision = policy.evaluate(PolicyInput(
-        scheme=scheme.name, media_type=ctx.media_type, claims=claims, trust_vector=vector,
+    scheme_name = scheme.name
+    decision = policy.evaluate(_new_policy_input(
+        scheme=scheme_name, media_type=media_type, claims=claims, trust_vector=vector,
         key=key, reference_values_matched=matched))
     if decision.trust_vector is not None:
         vector = decision.trust_vector
@@ -241,20 +244,22 @@ def _appraise(evidence: bytes, ctx: _Context, *, scheme: EvidenceScheme,
 
     annotated: dict[str, Any] = {"claims": claims.raw, "profile": claims.profile,
                                  "key": key.label or key.authority}
-    all_notices = (*notices, *claims.annotations)
-    if all_notices:
-        annotated["notices"] = list(all_notices)
-    sub = Appraisal(status=status, trust_vector=vector, reasons=tuple(reasons),
-                    appraisal_policy_id=policy.policy_id, annotated_evidence=annotated,
-                    appraisal_policy_ids=policy_ids(policy), nonce=ctx.expected_nonce)
-    return _result(ctx, scheme.name, sub)
+    if notices or claims.annotations:
+        annotated["notices"] = [*notices, *claims.annotations]
+    sub = new_appraisal(status=status, trust_vector=vector, reasons=tuple(reasons),
+                        appraisal_policy_id=policy.policy_id, annotated_evidence=annotated,
+                        appraisal_policy_ids=policy_ids(policy), nonce=expected_nonce)
+    return _result(evidence, media_type, expected_nonce, now, verifier_id, result_ttl,
+                   scheme_name, sub)
 
 
-def _result(ctx: _Context, submod: str, sub: Appraisal) -> AttestationResult:
-    return AttestationResult(
-        status=sub.status, submods={submod: sub}, iat=ctx.now, exp=ctx.now + ctx.result_ttl,
-        nonce=ctx.expected_nonce, verifier_id=ctx.verifier_id,
-        evidence_digest=hashlib.sha256(ctx.evidence).digest(), media_type=ctx.media_type)
+def _result(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
+            verifier_id: VerifierId, result_ttl: int, submod: str,
+            sub: Appraisal) -> AttestationResult:
+    return new_attestation_result(
+        status=sub.status, submods={submod: sub}, iat=now, exp=now + result_ttl,
+        nonce=expected_nonce, verifier_id=verifier_id,
+        evidence_digest=_sha256(evidence).digest(), media_type=media_type)
 
 
 def contraindicated_result(error: DevattestError, *, evidence: bytes, media_type: str,
@@ -267,14 +272,13 @@ def contraindicated_result(error: DevattestError, *, evidence: bytes, media_type
     Used by :func:`verify` and by callers that reject Evidence before appraisal (a replayed
     nonce in the service, for instance) so that every outcome is a result.
     """
-    ctx = _Context(evidence, media_type, expected_nonce, _as_epoch(now), verifier_id,
-                   result_ttl)
     claim, value = claim_for_error(error)
     vector = TrustVector(**{claim: value})
     sub = Appraisal(status=Status.CONTRAINDICATED, trust_vector=vector,
                     reasons=((error.code, error.message),), appraisal_policy_id=policy_id,
                     failed_step=error.step)
-    return _result(ctx, submod, sub)
+    return _result(evidence, media_type, expected_nonce, _as_epoch(now), verifier_id,
+                   result_ttl, submod, sub)
 
 
 def verify(evidence: bytes, *, media_type: str, expected_nonce: bytes,
@@ -312,11 +316,10 @@ def verify(evidence: bytes, *, media_type: str, expected_nonce: bytes,
     """
     _require_nonce(expected_nonce)
     try:
-        return verify_strict(
-            evidence, media_type=media_type, expected_nonce=expected_nonce,
-            trust_anchors=trust_anchors, reference_values=reference_values, policy=policy,
-            now=now, registry=registry, limits=limits, options=options,
-            verifier_id=verifier_id, result_ttl=result_ttl)
+        reg = registry if registry is not None else _default_registry()
+        return _appraise(evidence, media_type, expected_nonce, _as_epoch(now),
+                         reg.for_media_type(media_type), trust_anchors, reference_values,
+                         policy, limits, options, verifier_id, result_ttl)
     except DevattestError as err:
         return contraindicated_result(
             err, evidence=evidence, media_type=media_type, expected_nonce=expected_nonce,
@@ -350,12 +353,10 @@ def verify_strict(evidence: bytes, *, media_type: str, expected_nonce: bytes,
     """
     _require_nonce(expected_nonce)
     reg = registry if registry is not None else _default_registry()
-    ctx = _Context(evidence, media_type, expected_nonce, _as_epoch(now), verifier_id,
-                   result_ttl)
+    epoch = _as_epoch(now)
     scheme = reg.for_media_type(media_type)
-    return _appraise(evidence, ctx, scheme=scheme, trust_anchors=trust_anchors,
-                     reference_values=reference_values, policy=policy, limits=limits,
-                     options=options)
+    return _appraise(evidence, media_type, expected_nonce, epoch, scheme, trust_anchors,
+                     reference_values, policy, limits, options, verifier_id, result_ttl)
 
 
 @dataclass(frozen=True, slots=True)

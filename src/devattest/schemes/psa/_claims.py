@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from devattest.errors import InvalidClaim, MissingClaim, UnknownProfile
 from devattest.model import Finding, SoftwareComponent, ar4si
+from devattest.model.evidence import new_software_component
 from devattest.schemes.psa._profiles import (
     BY_NAME,
     HASH_SIZES,
@@ -204,7 +205,7 @@ def _software_component(index: int, entry: Any, profile: PsaProfile
         for k, v in entry.items():
             if k not in _SWC_KEYS:
                 raw[k] = v
-    comp = SoftwareComponent(measurement_value=value, measurement_type=mtype, signer_id=signer,
+    comp = new_software_component(measurement_value=value, measurement_type=mtype, signer_id=signer,
                              version=version, measurement_desc=desc)
     return comp, raw, notice
 

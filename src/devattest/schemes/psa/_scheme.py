@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from devattest.cose import CoseMessage, decode_cose, strict_loads, verify_mac0, verify_sign1
 from devattest.errors import AlgorithmError, ClaimsError, MalformedClaims
 from devattest.model import Claims, DecodeLimits, KeyAnchor, KeyHints, VerifyOptions
+from devattest.model._fast import fast_constructor
+from devattest.model.evidence import new_claims, new_key_hints
 from devattest.schemes.psa._claims import (
     ParsedPsa,
     debug_enabled,
@@ -58,6 +60,9 @@ class PsaEvidence:
     claims: Claims | None = None
 
 
+_new_psa_evidence = fast_constructor(PsaEvidence)
+
+
 def psa_instance_id(key: Any) -> bytes | None:
     """The PSA Instance ID a key implies (RFC 9783 section 4.2.1; PSA Attestation API 2.0
     table 4): 0x01 followed by SHA-256 of the IAK public key, the EC point uncompressed
@@ -79,7 +84,7 @@ def _normalise(parsed: ParsedPsa) -> Claims:
     # Step 5 (RFC 9783 section 4): class_id is the Implementation ID (section 4.2.2), the
     # lifecycle outside the secured and non-PSA-RoT-debug ranges is a finding (4.3.1).
     finding = lifecycle_finding(parsed.security_lifecycle)
-    return Claims(
+    return new_claims(
         profile=parsed.profile.name,
         nonce=parsed.nonce,
         instance_id=parsed.instance_id,
@@ -127,13 +132,14 @@ class PsaScheme:
         # offered to step 4 only once the claims set is well-formed.
         instance_id = (parsed.instance_id if parsed is not None
                        else claims_set.get(profile.instance_id))
-        hints = KeyHints(
+        hints = new_key_hints(
             instance_id=instance_id if type(instance_id) is bytes else None,
             kid=msg.kid, x5chain=msg.x5chain)
-        return PsaEvidence(message=msg, profile=profile, claims_set=claims_set, key_hints=hints,
-                           nonce=parsed.nonce if parsed is not None else None, parsed=parsed,
-                           claims_error=error, profile_notes=notes,
-                           claims=_normalise(parsed) if parsed is not None else None)
+        return _new_psa_evidence(
+            message=msg, profile=profile, claims_set=claims_set, key_hints=hints,
+            nonce=parsed.nonce if parsed is not None else None, parsed=parsed,
+            claims_error=error, profile_notes=notes,
+            claims=_normalise(parsed) if parsed is not None else None)
 
     def verify_integrity(self, decoded: PsaEvidence, key: KeyAnchor, *,
                          options: VerifyOptions) -> tuple[str, ...]:
