@@ -222,7 +222,9 @@ class _HardwarePool:
             if not swtpm_available():
                 self.notes.append("swtpm not installed: those devices use unsafe_software")
                 return None
-            tpm = self._stack.enter_context(Swtpm(self.workdir / f"sim-swtpm-{time.time_ns()}"))
+            state_dir = self.workdir / f"sim-swtpm-{time.time_ns()}"
+            state_dir.mkdir(parents=True)
+            tpm = self._stack.enter_context(Swtpm(state_dir))
             return open_secure_element({"backend": "tpm2", "tcti": tpm.tcti, "create": True})
         except (DevattestError, RuntimeError, OSError, ImportError) as exc:
             self.notes.append(f"swtpm unavailable ({exc}): using unsafe_software")
