@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import import_module
 from importlib.metadata import version as _dist_version
 
 from fastapi import FastAPI, Request
@@ -79,6 +80,9 @@ def create_app(settings: Settings | None = None, *, registry: SchemeRegistry | N
                    provisioning.trust_anchors, provisioning.reference_values,
                    provisioning.policies, tokens.router, webhooks.router, admin.router):
         app.include_router(router)
+    if settings.dashboard:
+        # The dashboard sits above the service in the layers contract: loaded by name.
+        import_module("devattest.dashboard").install(app)
     _install_error_handlers(app)
     app.add_middleware(AccessLogMiddleware, metrics=ctx.metrics, log=settings.access_log)
     app.add_middleware(BodyLimitMiddleware, evidence_limit=settings.max_evidence_bytes,

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     #: How often the retention job runs, in seconds (0 disables it).
     retention_interval_seconds: float = Field(default=3600, ge=0)
 
+    #: Serve the operator dashboard at ``/dashboard`` (docs/dashboard.md).
+    dashboard: bool = True
+
     log_level: str = "INFO"
     #: Log one JSON line per request.
     access_log: bool = True
