@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
-from devattest.cli.main import app
+from devattest.cli.main import app, console, err_console
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,14 @@ runner = CliRunner()
 
 
 def run(*args: str | Path) -> tuple[int, str]:
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "240"})
+    # The CLI's rich consoles fix their width when first built (whichever test did that):
+    # make it wide enough that messages are not wrapped, and restore it.
+    widths = console.width, err_console.width
+    console.width = err_console.width = 240
+    try:
+        result = runner.invoke(app, [str(a) for a in args])
+    finally:
+        console.width, err_console.width = widths
     return result.exit_code, result.output
 
 
