@@ -200,6 +200,10 @@ class LifecycleCoordinator:
         self._listeners = list(listeners)
         self._listener_lock = threading.Lock()
 
+    def set_quarantine_hooks(self, hooks: Sequence[QuarantineHook]) -> None:
+        """Replace the quarantine hooks (the first one that returns a reason wins)."""
+        self._hooks = list(hooks)
+
     def add_listener(self, listener: Callable[[PostureChange], None]) -> None:
         """Also call ``listener`` on every posture change."""
         with self._listener_lock:
