@@ -44,7 +44,6 @@ from devattest.transport.mqtt import (
     loads,
     make_client,
     parse_topic,
-    subscription,
     topic,
 )
 
@@ -321,12 +320,10 @@ class MqttLink:
             _log.warning("agent connection refused: %s", reason)
             return
         subs = []
-        if len(self._agents) > 200:
-            subs = [(subscription("challenge"), 1), (subscription("result"), 1)]
-        else:
-            for device_id in self._agents:
-                subs += [(topic(device_id, "challenge"), 1), (topic(device_id, "result"), 1)]
-        client.subscribe(subs)
+        for device_id in self._agents:
+            subs += [(topic(device_id, "challenge"), 1), (topic(device_id, "result"), 1)]
+        for i in range(0, len(subs), 500):
+            client.subscribe(subs[i:i + 500])
         self.connects += 1
         self._connected.set()
         # Reconnected: everything unconfirmed goes out again (the Verifier de-duplicates).

@@ -238,6 +238,26 @@ class LifecycleCoordinator:
                 rec.firmware_version = firmware_version
                 rec.updated_at = now
 
+    def register_many(self, devices: Sequence[Mapping[str, Any]], *, now: datetime,
+                      batch: int = 500) -> None:
+        """Add many new devices (``device_id``, ``model``, ``owner``, ``instance_id``,
+        ``firmware_version``; state onboarded), ``batch`` per transaction. For fleet
+        provisioning; the devices must not exist yet.
+
+        Raises:
+            StoreError: the database failed (e.g. a device already exists).
+        """
+        state = LifecycleState.ONBOARDED
+        for i in range(0, len(devices), batch):
+            with self.store.write() as s:
+                devs, repo = DeviceRepository(s), LifecycleRepository(s)
+                for d in devices[i:i + batch]:
+                    devs.create(device_id=d["device_id"], now=now, model=d.get("model", ""),
+                                owner=d.get("owner", ""), lifecycle_state=INVENTORY_STATE[state],
+                                instance_id=d.get("instance_id"))
+                    repo.create(device_id=d["device_id"], state=state.value, now=now,
+                                firmware_version=d.get("firmware_version", ""))
+
     # -- loading and saving the pure record --------------------------------------------------
     def _load(self, s: Any, device_id: str, *, lock: bool
               ) -> tuple[Device, DeviceLifecycleRecord, DeviceLifecycle] | None:

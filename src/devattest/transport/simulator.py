@@ -368,11 +368,10 @@ def provision(ctx: Any, coordinator: LifecycleCoordinator, scenario: Scenario,
                             content=json.dumps({"all_of": [
                                 {"default": True}, {"require_reference_values": True}]}
                             ).encode(), now=now)
-    for dev in devices:
-        coordinator.register_device(dev.device_id, now=now, model=dev.model, owner=dev.owner,
-                                    instance_id=instance_id_of(dev.se).hex(),
-                                    firmware_version=dev.firmware_version,
-                                    state=LifecycleState.ONBOARDED)
+    coordinator.register_many([
+        {"device_id": dev.device_id, "model": dev.model, "owner": dev.owner,
+         "instance_id": instance_id_of(dev.se).hex(), "firmware_version": dev.firmware_version}
+        for dev in devices], now=now)
 
 
 # -- running waves ---------------------------------------------------------------------------
