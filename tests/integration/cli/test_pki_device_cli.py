@@ -146,7 +146,7 @@ def test_onboarding_refuses_an_ear_signed_by_another_key(factory: Path) -> None:
                     "--verifier-key", "impostor.pub.pem", "--manufacturer-ca",
                     "acme/root/cert.pem", "--out", "owner.pem")
     assert code == 3, out
-    assert "onboarding_refused" in out or "does not verify" in out
+    assert "onboarding_refused (step 0)" in out and "does not verify" in out
     assert not Path("owner.pem").exists()
 
 
