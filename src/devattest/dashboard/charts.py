@@ -46,7 +46,8 @@ def _axis(ymax: int, label: str) -> list[str]:
                      f'y2="{y:.1f}"/>')
         parts.append(f'<text class="tick" x="{_LEFT - 4}" y="{y + 4:.1f}" '
                      f'text-anchor="end">{round(ymax * frac)}</text>')
-    parts.append(f'<text class="axis-label" x="4" y="{_TOP + 2}" dominant-baseline="hanging">'
+    parts.append(f'<text class="axis-label" x="{_LEFT + 4}" y="{_TOP + 2}" '
+                 'dominant-baseline="hanging">'
                  f'{escape(label)}</text>')
     return parts
 
