@@ -356,6 +356,20 @@ class CredentialActivationFailed(VerificationError):
     code = "credential_activation_failed"
 
 
+class CredentialActivationReplayed(CredentialActivationFailed):
+    """A credential-activation answer was presented for a challenge that is already spent
+    (or was never issued): each challenge admits one answer."""
+
+    code = "credential_activation_replayed"
+
+
+class EndorsementKeyUntrusted(VerificationError):
+    """The TPM's endorsement key is neither registered nor certified by a trusted TPM
+    manufacturer CA, so credential activation against it proves nothing."""
+
+    code = "ek_untrusted"
+
+
 # --------------------------------------------------------------------------------------
 # The operator is at fault.
 # --------------------------------------------------------------------------------------

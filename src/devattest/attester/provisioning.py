@@ -30,7 +30,7 @@ from typing import TextIO
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from devattest.attester.backends._base import SecureElement
@@ -39,7 +39,9 @@ from devattest.crypto import pki
 from devattest.crypto.chain import validate_chain
 from devattest.errors import DevattestError, OnboardingRefused, ProvisioningError
 from devattest.model import DEFAULT_LIMITS, DEFAULT_OPTIONS, AttestationResult, Status
-from devattest.model.anchors import TrustAnchors
+from devattest.model.anchors import KeyAnchor, TrustAnchors
+from devattest.schemes.tpm.scheme import MEDIA_TYPE as TPM_QUOTE_MEDIA_TYPE
+from devattest.schemes.tpm.scheme import TpmQuoteScheme
 
 #: How old an Attestation Result may be when it is presented for onboarding.
 DEFAULT_MAX_RESULT_AGE = dt.timedelta(minutes=15)
@@ -272,10 +274,39 @@ class OwnerCredential:
     owner_epoch: int
 
 
+def _require_tpm_quote_bound(evidence: bytes, device_chain: tuple[bytes, ...],
+                             anchor: KeyAnchor, leaf: x509.Certificate) -> None:
+    """Step 5 for TPM quote Evidence: the quote is by the certified AK, names that chain.
+
+    Raises:
+        OnboardingRefused: if not.
+    """
+    scheme = TpmQuoteScheme()
+    try:
+        decoded = scheme.decode(evidence, limits=DEFAULT_LIMITS, options=DEFAULT_OPTIONS)
+        # 5.1: the Evidence carries this chain (RFC 9360 x5chain, TPM evidence key 6).
+        if decoded.x5chain and decoded.x5chain != tuple(device_chain):
+            raise OnboardingRefused("the Evidence carries another certificate chain", step="5")
+        # 5.2: the AK certificate names the quoting AK (its TPM name), when it carries one.
+        name = pki.tpm_object_name_of(leaf)
+        if name is not None and name != decoded.ak_name:
+            raise OnboardingRefused("the quote's AK is not the AK the certificate names",
+                                    step="5")
+        # 5.3: the quote is signed by the certified key, which is a restricted TPM AK
+        #      (TPM 2.0 Part 2 section 10.12; the scheme's steps 3.1-3.4).
+        scheme.verify_integrity(decoded, anchor, options=DEFAULT_OPTIONS)
+    except OnboardingRefused:
+        raise
+    except DevattestError as exc:
+        raise OnboardingRefused(f"the TPM quote is not signed by the device's certified AK: "
+                                f"{exc.diagnostics()}", step="5") from exc
+
+
 def _require_attested(result: AttestationResult, evidence: bytes, device_chain: tuple[bytes, ...],
                       manufacturer_anchors: TrustAnchors, *, now: dt.datetime,
-                      max_result_age: dt.timedelta) -> tuple[ec.EllipticCurvePublicKey,
-                                                             x509.Certificate, str | None]:
+                      max_result_age: dt.timedelta, evidence_media_type: str | None = None
+                      ) -> tuple[ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
+                                 x509.Certificate, str | None]:
     # 1: the result is affirming, in every submodule.
     if result.status is not Status.AFFIRMING or any(
             sub.status is not Status.AFFIRMING for sub in result.submods.values()):
@@ -299,6 +330,13 @@ def _require_attested(result: AttestationResult, evidence: bytes, device_chain: 
     except DevattestError as exc:
         raise OnboardingRefused(f"device certificate chain: {exc.diagnostics()}",
                                 step="4") from exc
+    leaf = x509.load_der_x509_certificate(device_chain[0])
+    key = anchor.public_key
+    if evidence_media_type == TPM_QUOTE_MEDIA_TYPE:
+        # 5 (TPM): the quote was signed by the certified AK, and names that chain.
+        _require_tpm_quote_bound(evidence, device_chain, anchor, leaf)
+        assert isinstance(key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey))
+        return key, leaf, pki.hardware_backend_of(leaf)
     # 5: the Evidence was signed by the certified key, and names that chain (RFC 9360).
     try:
         msg = decode_cose(evidence, limits=DEFAULT_LIMITS, options=DEFAULT_OPTIONS,
@@ -311,8 +349,6 @@ def _require_attested(result: AttestationResult, evidence: bytes, device_chain: 
     except DevattestError as exc:
         raise OnboardingRefused(f"the Evidence is not signed by the device's certified key: "
                                 f"{exc.diagnostics()}", step="5") from exc
-    leaf = x509.load_der_x509_certificate(device_chain[0])
-    key = anchor.public_key
     assert isinstance(key, ec.EllipticCurvePublicKey)
     return key, leaf, pki.hardware_backend_of(leaf)
 
@@ -322,14 +358,17 @@ def issue_owner_certificate(owner_ca: CaDirectory | pki.CertificateAuthority, *,
                             device_chain: tuple[bytes, ...], manufacturer_anchors: TrustAnchors,
                             now: dt.datetime, owner_epoch: int = 1,
                             max_result_age: dt.timedelta = DEFAULT_MAX_RESULT_AGE,
-                            days: int = pki.DEFAULT_OWNER_DAYS, password: bytes | None = None
-                            ) -> OwnerCredential:
+                            days: int = pki.DEFAULT_OWNER_DAYS, password: bytes | None = None,
+                            evidence_media_type: str | None = None) -> OwnerCredential:
     """Onboard a device: issue an owner certificate for its secure-element key, only after a
     successful attestation.
 
     Steps: (1) ``result`` is affirming; (2) it is fresh; (3) its ``evidence_digest`` is
     SHA-256 of ``evidence``; (4) ``device_chain`` validates against the manufacturer anchors;
-    (5) ``evidence`` is a COSE_Sign1 signed by the chain's leaf key (and names that chain).
+    (5) ``evidence`` is a COSE_Sign1 signed by the chain's leaf key (and names that chain),
+    or, when ``evidence_media_type`` is ``TPM_QUOTE_MEDIA_TYPE``, a TPM quote whose AK is the
+    chain's certified key (a restricted TPM AK, with the TPM name the AK certificate carries)
+    and whose signature verifies (and that names that chain).
 
     Args:
         owner_ca: The owner's CA.
@@ -342,6 +381,9 @@ def issue_owner_certificate(owner_ca: CaDirectory | pki.CertificateAuthority, *,
         max_result_age: How old ``result`` may be.
         days: Certificate validity.
         password: Passphrase of the CA key, if any.
+        evidence_media_type: The Evidence's media type; ``None`` (or any other) means
+            COSE_Sign1 (PSA token or EAT). ``TPM_QUOTE_MEDIA_TYPE`` selects a TPM quote
+            bound to an AK certificate chain (:mod:`devattest.attester.tpm_enrollment`).
 
     Returns:
         The owner credential.
@@ -350,7 +392,8 @@ def issue_owner_certificate(owner_ca: CaDirectory | pki.CertificateAuthority, *,
         OnboardingRefused: if any step fails (``step`` says which).
     """
     key, leaf, backend = _require_attested(result, evidence, device_chain, manufacturer_anchors,
-                                           now=now, max_result_age=max_result_age)
+                                           now=now, max_result_age=max_result_age,
+                                           evidence_media_type=evidence_media_type)
     ca, serial_number = _ca_and_serial(owner_ca, password)
     device_serial, ueid = pki.device_identity(leaf.subject)
     subject = pki.device_name(organization=ca.organization, serial=device_serial, ueid=ueid)
@@ -376,7 +419,8 @@ def transfer_ownership(*, previous_owner_ca: CaDirectory, previous_certificate: 
                        now: dt.datetime, max_result_age: dt.timedelta = DEFAULT_MAX_RESULT_AGE,
                        days: int = pki.DEFAULT_OWNER_DAYS,
                        previous_password: bytes | None = None,
-                       new_password: bytes | None = None) -> OwnershipTransfer:
+                       new_password: bytes | None = None,
+                       evidence_media_type: str | None = None) -> OwnershipTransfer:
     """Move a device to a new owner: the new owner's certificate is issued (after a successful
     attestation, as for onboarding) with the owner epoch incremented, then the previous
     owner's certificate is revoked on the previous owner's CRL (reason superseded).
@@ -401,7 +445,8 @@ def transfer_ownership(*, previous_owner_ca: CaDirectory, previous_certificate: 
     credential = issue_owner_certificate(
         new_owner_ca, result=result, evidence=evidence, device_chain=device_chain,
         manufacturer_anchors=manufacturer_anchors, now=now, owner_epoch=epoch + 1,
-        max_result_age=max_result_age, days=days, password=new_password)
+        max_result_age=max_result_age, days=days, password=new_password,
+        evidence_media_type=evidence_media_type)
     crl = previous_owner_ca.revoke(previous_certificate.serial_number, now=now,
                                    reason=x509.ReasonFlags.superseded,
                                    password=previous_password)

@@ -9,7 +9,9 @@ A device (or its simulation on swtpm - the same code runs on ``/dev/tpmrm0``):
 2. creates an attestation key (AK): a restricted ECC P-256 ECDSA/SHA-256 signing key under
    the owner storage root key (:meth:`TpmQuoteAttester.create_ak`);
 3. proves the AK lives beside its EK (:meth:`TpmQuoteAttester.activate_credential`), or
-   presents an AK certificate;
+   presents an AK certificate, which a Privacy CA issues after the same proof
+   (:meth:`TpmQuoteAttester.ak_enrollment_request`, :meth:`TpmQuoteAttester.answer_ak_challenge`,
+   :meth:`TpmQuoteAttester.read_ek_certificate`; CA side: :mod:`devattest.attester.tpm_enrollment`);
 4. quotes a PCR selection over the Verifier's nonce and packages the Evidence CBOR
    (:meth:`TpmQuoteAttester.quote`).
 """
@@ -46,11 +48,12 @@ try:
         TPMT_SYM_DEF,
         TPMU_HA,
     )
-    from tpm2_pytss.utils import NVReadEK, create_ek_template
+    from tpm2_pytss.utils import NoSuchIndex, NVReadEK, create_ek_template
 except ImportError as exc:  # pragma: no cover - depends on the hardware extra
     raise ImportError("the TPM quote attester needs tpm2-pytss (devattest[hardware])") from exc
 
 from devattest.attester.backends.tpm2 import srk_template
+from devattest.attester.tpm_enrollment import AkChallenge, AkEnrollmentRequest
 
 #: AK attributes: a restricted signing key that never leaves this TPM (Part 2 section 8.3).
 AK_ATTRIBUTES = (TPMA_OBJECT.RESTRICTED | TPMA_OBJECT.SIGN_ENCRYPT | TPMA_OBJECT.FIXEDTPM
@@ -58,9 +61,15 @@ AK_ATTRIBUTES = (TPMA_OBJECT.RESTRICTED | TPMA_OBJECT.SIGN_ENCRYPT | TPMA_OBJECT
                  | TPMA_OBJECT.USERWITHAUTH)
 #: Default EK persistent handle (TCG EK Credential Profile, section 2.2.1.4).
 EK_HANDLE_RSA = 0x81010001
+#: NV indices of the EK certificates (TCG EK Credential Profile 2.x, section 2.2.1.4):
+#: RSA 2048 (template L-1) and ECC NIST P-256 (template L-2).
+EK_CERT_NV_RSA2048 = 0x01C00002
+EK_CERT_NV_ECC_P256 = 0x01C0000A
 
 __all__ = [
     "AK_ATTRIBUTES",
+    "EK_CERT_NV_ECC_P256",
+    "EK_CERT_NV_RSA2048",
     "MEDIA_TYPE",
     "TpmHandle",
     "TpmQuoteAttester",
@@ -283,6 +292,46 @@ class TpmQuoteAttester:
         except TSS2_Exception as exc:
             raise SecureElementError(f"TPM2_ActivateCredential failed: {exc}") from exc
         return bytes(out)
+
+    # ------------------------------------------------------------------ AK certificate
+    def read_ek_certificate(self, nv_index: int = EK_CERT_NV_RSA2048) -> bytes | None:
+        """The EK certificate the TPM manufacturer stored in NV (DER), or None if absent.
+
+        Trailing padding after the DER certificate (some TPMs pad the NV index) is dropped.
+
+        Raises:
+            SecureElementError: the TPM refused the read.
+        """
+        try:
+            data = NVReadEK(self._esapi)(nv_index)
+        except NoSuchIndex:
+            return None
+        except TSS2_Exception as exc:
+            raise SecureElementError(f"cannot read the EK certificate: {exc}") from exc
+        # DER SEQUENCE with a definite long-form length (certificates are > 127 bytes).
+        if len(data) >= 4 and data[0] == 0x30 and 0x81 <= data[1] <= 0x84:
+            n = data[1] & 0x7F
+            total = 2 + n + int.from_bytes(data[2:2 + n], "big")
+            data = data[:total]
+        return bytes(data)
+
+    def ak_enrollment_request(self, ek: TpmHandle, ak: TpmHandle, *,
+                              ek_certificate: bytes | None = None) -> AkEnrollmentRequest:
+        """Step 1 of AK enrollment: what the device sends the Privacy CA."""
+        return AkEnrollmentRequest(ek_public=ek.public, ak_public=ak.public,
+                                   ek_certificate=ek_certificate)
+
+    def answer_ak_challenge(self, ak: TpmHandle, ek: TpmHandle, challenge: AkChallenge
+                            ) -> bytes:
+        """Step 4 of AK enrollment: TPM2_ActivateCredential on the CA's challenge; return the
+        recovered secret to the CA.
+
+        Raises:
+            SecureElementError: the TPM refused (the challenge is for another EK or AK name,
+                or was tampered with).
+        """
+        return self.activate_credential(ak, ek, challenge.credential_blob,
+                                        challenge.encrypted_secret)
 
     # ------------------------------------------------------------------ quote
     def read_pcrs(self, selection: PcrSelection) -> dict[int, dict[int, bytes]]:

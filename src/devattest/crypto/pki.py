@@ -17,6 +17,13 @@ devattest mints its private OIDs under a UUID-derived arc (ITU-T X.667 / RFC 412
   certified key lives in a real secure element. Value: UTF8String naming the backend.
 * ``<arc>.2.2`` :data:`OID_EXT_OWNER_EPOCH`: non-critical extension in owner certificates.
   Value: INTEGER, the owner epoch (incremented on every ownership transfer).
+* ``<arc>.2.3`` :data:`OID_EXT_TPM_OBJECT_NAME`: non-critical extension in TPM AK
+  certificates. Value: OCTET STRING, the AK's TPM name (``nameAlg || H(TPMT_PUBLIC)``, TPM 2.0
+  Part 1 section 16), which binds the certificate to the exact public area (and so to the
+  ``restricted|sign|fixedTPM`` attributes) the CA checked.
+
+TPM AK certificates also carry TCG's ``tcg-kp-AIKCertificate`` key purpose ``2.23.133.8.3``
+(TCG EK Credential Profile 2.x, section 3.2; :data:`OID_TCG_KP_AIK_CERTIFICATE`).
 
 The TCG DICE TcbInfo extension is ``2.23.133.5.4.1`` (TCG DICE Attestation Architecture,
 section 6.1.1), encoded by :func:`encode_tcb_info`.
@@ -35,7 +42,7 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -49,6 +56,10 @@ OID_KP_ATTESTATION_KEY = x509.ObjectIdentifier(OID_DEVATTEST_ARC + ".1.1")
 OID_EXT_HARDWARE_BACKED = x509.ObjectIdentifier(OID_DEVATTEST_ARC + ".2.1")
 #: Owner epoch carried in owner certificates.
 OID_EXT_OWNER_EPOCH = x509.ObjectIdentifier(OID_DEVATTEST_ARC + ".2.2")
+#: The TPM name of a certified TPM attestation key (AK certificates).
+OID_EXT_TPM_OBJECT_NAME = x509.ObjectIdentifier(OID_DEVATTEST_ARC + ".2.3")
+#: TCG key purpose of an attestation identity key certificate (tcg-kp-AIKCertificate).
+OID_TCG_KP_AIK_CERTIFICATE = x509.ObjectIdentifier("2.23.133.8.3")
 #: TCG DICE TcbInfo (tcg-dice-TcbInfo).
 OID_TCG_DICE_TCBINFO = x509.ObjectIdentifier("2.23.133.5.4.1")
 
@@ -508,7 +519,8 @@ def issue_attestation_certificate(ca: CertificateAuthority, csr: x509.Certificat
     return builder.sign(ca.private_key, hashes.SHA256())
 
 
-def issue_owner_certificate(ca: CertificateAuthority, public_key: ec.EllipticCurvePublicKey, *,
+def issue_owner_certificate(ca: CertificateAuthority,
+                            public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey, *,
                             subject: x509.Name, owner_epoch: int, now: dt.datetime,
                             hardware_backend: str | None, days: int = DEFAULT_OWNER_DAYS,
                             serial_number: int | None = None) -> x509.Certificate:
@@ -557,6 +569,71 @@ def hardware_backend_of(certificate: x509.Certificate) -> str | None:
         return _der.read_one(value.value, _der.TAG_UTF8_STRING).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProvisioningError("malformed hardware-backed marker") from exc
+
+
+def certify_activated_tpm_ak(ca: CertificateAuthority, public_key: Any, *, ak_name: bytes,
+                             subject: x509.Name, now: dt.datetime,
+                             hardware_backend: str = "tpm2", tcg_aik_purpose: bool = True,
+                             days: int = DEFAULT_DEVICE_DAYS,
+                             serial_number: int | None = None) -> x509.Certificate:
+    """An attestation-key certificate for a TPM AK whose residency was already proven.
+
+    A restricted TPM AK cannot sign a CSR (the TPM signs only digests it produced itself), so
+    possession is proven by credential activation instead (TPM 2.0 Part 1 section 24; the
+    Privacy-CA flow in :mod:`devattest.attester.tpm_enrollment`, which is the only intended
+    caller). This function does **not** check that: it only builds the certificate.
+
+    Extensions: KeyUsage digitalSignature only (critical); ExtendedKeyUsage the devattest
+    attestation purpose and, unless ``tcg_aik_purpose`` is false, tcg-kp-AIKCertificate; the
+    hardware-backed marker naming ``hardware_backend``; the AK's TPM name
+    (:data:`OID_EXT_TPM_OBJECT_NAME`).
+
+    Args:
+        ca: The issuing CA.
+        public_key: The AK's public key (EC or RSA), from its verified TPMT_PUBLIC.
+        ak_name: The AK's TPM name (``nameAlg || H(TPMT_PUBLIC)``).
+        subject: The device subject (see :func:`device_name`).
+        now: Start of validity.
+        hardware_backend: The marker's backend name (a TPM AK is always hardware-backed).
+        tcg_aik_purpose: Add tcg-kp-AIKCertificate to the ExtendedKeyUsage.
+        days: Validity (capped at the CA's notAfter).
+        serial_number: Certificate serial (random when ``None``).
+
+    Returns:
+        The certificate.
+
+    Raises:
+        ProvisioningError: if the key is neither EC nor RSA, or the name is malformed.
+    """
+    if not isinstance(public_key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+        raise ProvisioningError("a TPM AK must be an EC or RSA key")
+    if not 2 < len(ak_name) <= 2 + 64:
+        raise ProvisioningError("malformed TPM name (nameAlg || digest)")
+    purposes = [OID_KP_ATTESTATION_KEY]
+    if tcg_aik_purpose:
+        purposes.append(OID_TCG_KP_AIK_CERTIFICATE)
+    builder = _ee_builder(ca, subject, public_key, now=now, days=days,
+                          serial_number=serial_number, purposes=purposes,
+                          hardware_backend=hardware_backend)
+    builder = builder.add_extension(
+        x509.UnrecognizedExtension(OID_EXT_TPM_OBJECT_NAME, _der.octet_string(ak_name)),
+        critical=False)
+    return builder.sign(ca.private_key, hashes.SHA256())
+
+
+def tpm_object_name_of(certificate: x509.Certificate) -> bytes | None:
+    """The TPM name a TPM AK certificate carries, if any.
+
+    Raises:
+        ProvisioningError: if the extension is malformed.
+    """
+    try:
+        ext = certificate.extensions.get_extension_for_oid(OID_EXT_TPM_OBJECT_NAME)
+    except x509.ExtensionNotFound:
+        return None
+    value = ext.value
+    assert isinstance(value, x509.UnrecognizedExtension)
+    return _der.read_one(value.value, _der.TAG_OCTET_STRING)
 
 
 def owner_epoch_of(certificate: x509.Certificate) -> int | None:
