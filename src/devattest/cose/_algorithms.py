@@ -156,6 +156,26 @@ def _remember_ec_public_type(public_key: Any) -> bool:
     return False
 
 
+def _der_integer(value: bytes) -> bytes:
+    # X.690 section 8.3: minimal two's complement; a set top bit needs a leading zero.
+    value = value.lstrip(b"\0")
+    if not value or value[0] > 0x7F:
+        return b"\0" + value
+    return value
+
+
+def _der_signature(signature: bytes, size: int) -> bytes:
+    """The DER ECDSA-Sig-Value (RFC 3279 section 2.2.3) for raw r||s of ``size`` bytes each,
+    by byte concatenation (what ``encode_dss_signature`` returns, without the integers)."""
+    if size > 48:  # P-521: the SEQUENCE may need a long-form length; use the library
+        return encode_dss_signature(int.from_bytes(signature[:size], "big"),
+                                    int.from_bytes(signature[size:], "big"))
+    r = _der_integer(signature[:size])
+    s = _der_integer(signature[size:])
+    return b"".join((bytes((0x30, len(r) + len(s) + 4, 0x02, len(r))), r,
+                     bytes((0x02, len(s))), s))
+
+
 def _verify_signature(alg: int, public_key: Any, tbs: bytes, signature: bytes) -> None:
     """Verify a COSE signature over the ToBeSigned bytes (RFC 9053 sections 2.1 and 2.2).
 
@@ -177,8 +197,7 @@ def _verify_signature(alg: int, public_key: Any, tbs: bytes, signature: bytes) -
         if len(signature) != 2 * size:
             raise SignatureInvalid(
                 f"{alg_name(alg)} signature must be {2 * size} bytes, got {len(signature)}")
-        der = encode_dss_signature(int.from_bytes(signature[:size], "big"),
-                                   int.from_bytes(signature[size:], "big"))
+        der = _der_signature(signature, size)
         try:
             public_key.verify(der, tbs, algorithm)
         except InvalidSignature:

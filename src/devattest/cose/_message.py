@@ -38,6 +38,7 @@ from devattest.errors import (
     UnknownCriticalHeader,
 )
 from devattest.model import DecodeLimits, VerifyOptions
+from devattest.model._fast import fast_constructor
 
 # RFC 9052 section 2 (COSE tags) and RFC 8392 section 6 (CWT tag).
 TAG_SIGN1: Final = 18
@@ -229,11 +230,8 @@ def _decode_fast(data: bytes, limits: DecodeLimits, options: VerifyOptions,
                     limits)
 
 
-_new = object.__new__
-# Slot setters: a frozen dataclass's __init__ costs twice as much on the hot path.
-_SET_FIELDS = tuple(getattr(CoseMessage, f).__set__ for f in (
-    "kind", "protected_bytes", "protected", "unprotected", "payload", "signature", "tagged",
-    "cwt_tagged"))
+# A frozen dataclass's __init__ costs twice as much on the hot path (see model._fast).
+_new_message = fast_constructor(CoseMessage)
 
 
 def _message(kind: Literal["sign1", "mac0"], protected_bytes: bytes,
@@ -251,11 +249,9 @@ def _message(kind: Literal["sign1", "mac0"], protected_bytes: bytes,
         unprotected_view: Mapping[int, Any] = MappingProxyType(unprotected)
     else:
         unprotected_view = _EMPTY
-    msg = _new(CoseMessage)
-    for setter, value in zip(_SET_FIELDS, (kind, protected_bytes, protected, unprotected_view,
-                                           payload, signature, tagged, cwt_tagged), strict=True):
-        setter(msg, value)
-    return msg
+    return _new_message(kind=kind, protected_bytes=protected_bytes, protected=protected,
+                        unprotected=unprotected_view, payload=payload, signature=signature,
+                        tagged=tagged, cwt_tagged=cwt_tagged)
 
 
 def _decode_protected(protected_bytes: bytes, limits: DecodeLimits) -> Mapping[int, Any]:
@@ -363,6 +359,14 @@ def mac_structure(protected_bytes: bytes, external_aad: bytes, payload: bytes) -
 
 
 def _bstr_head(n: int) -> bytes:
+    if n < 256:
+        return _SHORT_BSTR_HEADS[n]
+    if n < 0x10000:
+        return b"\x59" + n.to_bytes(2, "big")
+    return _long_bstr_head(n)
+
+
+def _long_bstr_head(n: int) -> bytes:
     if n < 24:
         return bytes((0x40 | n,))
     if n < 0x100:
@@ -372,6 +376,10 @@ def _bstr_head(n: int) -> bytes:
     if n < 0x100000000:
         return b"\x5a" + n.to_bytes(4, "big")
     return b"\x5b" + n.to_bytes(8, "big")
+
+
+#: RFC 8949 section 3.1: byte-string heads for lengths below 256 (one or two bytes).
+_SHORT_BSTR_HEADS: Final = tuple(_long_bstr_head(n) for n in range(256))
 
 
 def verify_sign1(msg: CoseMessage, public_key: Any, *, options: VerifyOptions,
