@@ -113,6 +113,9 @@ class ReceiptClaim:
 
     state: ReceiptState
     result: dict[str, Any] | None = None
+    #: The claim took over an expired lease: a worker died while processing it, so the
+    #: submission may already have been appraised.
+    taken_over: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +289,7 @@ class LifecycleRepository:
         if row.lease_until is not None and row.lease_until < now:
             row.lease_until = now + lease
             row.updated_at = now
-            return ReceiptClaim(ReceiptState.CLAIMED)
+            return ReceiptClaim(ReceiptState.CLAIMED, taken_over=True)
         return ReceiptClaim(ReceiptState.BUSY)
 
     def complete_receipt(self, *, key: str, result: dict[str, Any], now: datetime) -> None:

@@ -426,7 +426,7 @@ class LifecycleCoordinator:
             return EvidenceOutcome(device_id, challenge_id, None, duplicate=True)
         try:
             message, summary = self._appraise(device_id, challenge_id, evidence, media_type,
-                                              digest, now)
+                                              digest, now, recheck=claim.taken_over)
         except Exception:
             with self.store.write() as s:
                 LifecycleRepository(s).release_receipt(key)
@@ -449,7 +449,7 @@ class LifecycleCoordinator:
                                changes=self._after_commit(changes, now=now, hooks=True))
 
     def _appraise(self, device_id: str, challenge_id: str, evidence: bytes, media_type: str,
-                  digest: str, now: datetime
+                  digest: str, now: datetime, *, recheck: bool
                   ) -> tuple[dict[str, Any], ResultSummary | None]:
         base: dict[str, Any] = {"challenge_id": challenge_id, "device_id": device_id}
         try:
@@ -464,7 +464,8 @@ class LifecycleCoordinator:
                     }, None
         with self.store.read() as s:
             requested_at = _challenge_time(s, challenge_id) or now
-            prior = _already_appraised(s, device_id, challenge_id, digest)
+            prior = _already_appraised(s, device_id, challenge_id, digest) if recheck \
+                else None
         if prior is not None:
             # Appraised before a crash, receipt not completed: answer from history.
             reasons = tuple((r.get("code", ""), r.get("message", "")) for r in prior.reasons)

@@ -1,0 +1,198 @@
+"""Fleet-wide update wave over MQTT into the Verifier service on PostgreSQL.
+
+N devices (``unsafe_software`` keys, multiplexed over a few MQTT connections) each report a
+``firmware_update`` event at once; the Verifier replicas (separate processes, MQTT 5 shared
+subscription, one PostgreSQL) challenge each device, appraise its PSA token and publish the
+result. Reported: time from the first event until every device has its result, results/s,
+and the ratio to the two-core raw P-256 verify limit (2 x the single-core
+``cryptography`` ECDSA P-256 verify rate measured in the same run).
+
+    .venv/bin/python benchmarks/bench_fleet_wave.py [--devices 10000] [--replicas 2]
+        [--pg-url postgresql://postgres@127.0.0.1:5432/postgres] [--mqtt mqtt://host:port]
+
+Everything runs on this machine: the devices' signing and MQTT clients share the two cores
+with the Verifier replicas, Mosquitto and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+
+def raw_verify_rate(seconds: float = 2.0) -> float:
+    """Single-core ECDSA P-256 verifications per second (cryptography/OpenSSL)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pub = key.public_key()
+    msg = b"x" * 200
+    sig = key.sign(msg, ec.ECDSA(hashes.SHA256()))
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(200):
+            pub.verify(sig, msg, ec.ECDSA(hashes.SHA256()))
+        n += 200
+    return n / (time.perf_counter() - t0)
+
+
+def _fresh_database(admin_url: str) -> str:
+    import psycopg
+
+    name = f"devattest_wave_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def replica_main(args: argparse.Namespace) -> None:
+    """One Verifier replica (a separate process)."""
+    import logging
+    import signal
+
+    from devattest.lifecycle import LifecycleRules
+    from devattest.service.context import build_context
+    from devattest.service.settings import Settings
+    from devattest.transport.coordinator import LifecycleCoordinator
+    from devattest.transport.mqtt import MqttSettings
+    from devattest.transport.mqtt_service import MqttVerifierBridge
+
+    logging.basicConfig(level=logging.WARNING)
+    ctx = build_context(Settings(data_dir=Path(args.data_dir), database_url=args.db,
+                                 webhook_worker=False, db_pool_size=8,
+                                 challenge_ttl_seconds=600))
+    coordinator = LifecycleCoordinator(
+        ctx.store, ctx.attestation,
+        rules=LifecycleRules(default_deadline=timedelta(seconds=600)))
+    bridge = MqttVerifierBridge(coordinator, MqttSettings.from_url(args.mqtt),
+                                workers=args.workers, sweep_interval=0,
+                                client_id=f"bench-replica-{os.getpid()}").start()
+    print("ready", flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    bridge.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--devices", type=int, default=10_000)
+    ap.add_argument("--replicas", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=4, help="threads per replica")
+    ap.add_argument("--per-link", type=int, default=500, help="devices per MQTT connection")
+    ap.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--mqtt", default=None, help="broker URL (default: a private Mosquitto)")
+    ap.add_argument("--timeout", type=float, default=1800.0)
+    ap.add_argument("--replica", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
+    ap.add_argument("--data-dir", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.replica:
+        replica_main(args)
+        return
+
+    import logging
+
+    from devattest.attester.agent import DeviceAgent, MqttLink
+    from devattest.lifecycle import LifecycleRules
+    from devattest.lifecycle.scenario import Scenario
+    from devattest.transport.broker import EmbeddedMosquitto
+    from devattest.transport.mqtt import MqttSettings
+    from devattest.transport.simulator import (
+        _builder,
+        build_fleet,
+        device_state,
+        provision,
+        verifier_stack,
+    )
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("devattest.unsafe").setLevel(logging.ERROR)
+    raw = raw_verify_rate()
+    print(f"raw cryptography P-256 verify: {raw:,.0f}/s on one core; two-core limit "
+          f"{2 * raw:,.0f}/s")
+    db = _fresh_database(args.pg_url)
+    broker = None
+    mqtt_url = args.mqtt
+    if mqtt_url is None:
+        broker = EmbeddedMosquitto().start()
+        mqtt_url = broker.url
+    procs: list[subprocess.Popen[str]] = []
+    links: list[MqttLink] = []
+    with tempfile.TemporaryDirectory(prefix="bench-wave-") as tmp:
+        data_dir = Path(tmp) / "verifier"
+        scenario = Scenario(name="wave", devices=args.devices, adversaries=(), waves=(),
+                            deadline_seconds=600)
+        t0 = time.perf_counter()
+        devices = build_fleet(scenario, None)
+        rules = LifecycleRules(default_deadline=timedelta(seconds=600))
+        try:
+            with verifier_stack(data_dir=data_dir, db_url=db, rules=rules,
+                                quarantine=False) as (ctx, coordinator):
+                from datetime import UTC, datetime
+
+                provision(ctx, coordinator, scenario, devices, now=datetime.now(UTC))
+            print(f"provisioned {len(devices)} devices in {time.perf_counter() - t0:.1f}s")
+            for _ in range(args.replicas):
+                p = subprocess.Popen(
+                    [sys.executable, __file__, "--replica", "--db", db, "--mqtt", mqtt_url,
+                     "--data-dir", str(data_dir), "--workers", str(args.workers)],
+                    stdout=subprocess.PIPE, text=True)
+                procs.append(p)
+            for p in procs:
+                assert p.stdout is not None
+                assert p.stdout.readline().strip() == "ready"
+            settings = MqttSettings.from_url(mqtt_url)
+            for i in range(0, len(devices), args.per_link):
+                link = MqttLink(settings, retry_interval=60.0, workers=2)
+                for dev in devices[i:i + args.per_link]:
+                    dev.agent = link.add(DeviceAgent(dev.device_id, evidence=_builder(dev)))
+                link.start(wait=60)
+                links.append(link)
+            for dev in devices:
+                dev.firmware_version = "1.1"
+                dev.state = device_state(dev.model, "1.1", scenario)
+            print(f"{len(links)} MQTT connections up; starting the wave")
+            t_start = time.perf_counter()
+            for dev in devices:
+                assert dev.agent is not None
+                dev.agent.report("firmware_update", firmware_version="1.1")
+            t_sent = time.perf_counter()
+            deadline = t_start + args.timeout
+            missing = 0
+            for dev in devices:
+                assert dev.agent is not None
+                if not dev.agent.wait_settled(max(0.1, deadline - time.perf_counter())):
+                    missing += 1
+            elapsed = time.perf_counter() - t_start
+            statuses: dict[str, int] = {}
+            for dev in devices:
+                assert dev.agent is not None
+                s = dev.agent.stats.last_status or "none"
+                statuses[s] = statuses.get(s, 0) + 1
+            done = len(devices) - missing
+            rate = done / elapsed
+            print(f"events published in {t_sent - t_start:.1f}s")
+            print(f"{done}/{len(devices)} results in {elapsed:.1f}s -> {rate:,.0f} results/s; "
+                  f"statuses {statuses}")
+            print(f"ratio to the two-core raw verify limit: {rate / (2 * raw):.3f}")
+            print(f"| {len(devices)} | {args.replicas} x {args.workers} | {elapsed:.1f} | "
+                  f"{rate:,.0f} | {2 * raw:,.0f} | {rate / (2 * raw):.3f} | {missing} |")
+        finally:
+            for link in links:
+                link.stop()
+            for p in procs:
+                p.terminate()
+                p.wait(timeout=30)
+            if broker is not None:
+                broker.close()
+
+
+if __name__ == "__main__":
+    main()
