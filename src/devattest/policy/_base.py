@@ -32,6 +32,9 @@ class PolicyDecision:
     allow: bool
     reasons: tuple[str, ...] = ()
     trust_vector: TrustVector | None = None
+    #: Reason code for a denial (default ``policy_violation``), e.g.
+    #: ``hardware_backing_required``.
+    code: str | None = None
 
 
 class AppraisalPolicy(Protocol):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 
-from devattest.errors import ConfigurationError
-from devattest.model import Status, TrustVector
+from devattest.errors import ConfigurationError, HardwareBackingRequired
+from devattest.model import Status, TrustVector, ar4si
 from devattest.policy._base import PolicyDecision, PolicyInput
 from devattest.policy._document import claim_field, status_named
 
@@ -54,8 +54,12 @@ class RequireHardwareBackedKey:
         """Deny when the verifying Trust Anchor is not hardware-backed."""
         if policy_input.key.hardware_backed:
             return _ALLOW
-        return PolicyDecision(allow=False,
-                              reasons=("the attestation key is not hardware-backed",))
+        # AR4SI hardware 97: the key's hardware is not recognised as a secure element.
+        return PolicyDecision(
+            allow=False, reasons=("the attestation key is not hardware-backed",),
+            trust_vector=replace(policy_input.trust_vector,
+                                 hardware=ar4si.UNRECOGNIZED_HARDWARE),
+            code=HardwareBackingRequired.code)
 
 
 class RequireReferenceValues:

@@ -57,15 +57,19 @@ class AllOf:
         allow = True
         reasons: list[str] = []
         override: TrustVector | None = None
+        code: str | None = None
         current = policy_input
         for policy in self._policies:
             decision = policy.evaluate(current)
+            if not decision.allow and code is None and allow:
+                code = decision.code  # the first denial names the reason code
             allow = allow and decision.allow
             reasons.extend(decision.reasons)
             if decision.trust_vector is not None:
                 override = decision.trust_vector
                 current = dataclasses.replace(current, trust_vector=override)
-        return PolicyDecision(allow=allow, reasons=tuple(reasons), trust_vector=override)
+        return PolicyDecision(allow=allow, reasons=tuple(reasons), trust_vector=override,
+                              code=code)
 
 
 class AnyOf:
@@ -105,17 +109,20 @@ class AnyOf:
         """
         reasons: list[str] = []
         override: TrustVector | None = None
+        code: str | None = None
         for policy in self._policies:
             decision = policy.evaluate(policy_input)
             if decision.allow:
                 return decision
+            code = code or decision.code
             reasons.extend(decision.reasons)
             if decision.trust_vector is not None:
                 override = (decision.trust_vector if override is None
                             else least_trusting(override, decision.trust_vector))
         if not self._policies:
             reasons.append(EMPTY_SET_REASON)
-        return PolicyDecision(allow=False, reasons=tuple(reasons), trust_vector=override)
+        return PolicyDecision(allow=False, reasons=tuple(reasons), trust_vector=override,
+                              code=code)
 
 
 def least_trusting(a: TrustVector, b: TrustVector) -> TrustVector:

@@ -237,7 +237,7 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
         status = Status.CONTRAINDICATED
         why = "; ".join(decision.reasons) or "the Appraisal Policy rejected the Evidence"
         veto = PolicyViolation(why, step="7")
-        reasons.append((veto.code, veto.message))
+        reasons.append((decision.code or veto.code, veto.message))
     elif status is Status.NONE:
         status = Status.CONTRAINDICATED
         reasons.append(("no_trust_claims", "no trustworthiness claim could be made"))

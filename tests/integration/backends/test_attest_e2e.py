@@ -181,11 +181,11 @@ def test_rejects_software_key_certificate_when_policy_requires_hardware(
                       policy=AllOf([DefaultPolicy(), RequireHardwareBackedKey()]))
     sub = only(result)
     assert result.status is Status.CONTRAINDICATED
-    assert [c for c, _ in sub.reasons] == ["policy_violation"]
+    assert [c for c, _ in sub.reasons] == ["hardware_backing_required"]
     assert "not hardware-backed" in sub.reasons[0][1]
-    # The chain itself is genuine: the identity stands, the hardware claim is not made.
+    # The chain itself is genuine: the identity stands; the hardware is not recognised.
     assert sub.trust_vector.instance_identity == ar4si.TRUSTWORTHY_INSTANCE
-    assert sub.trust_vector.hardware is None
+    assert sub.trust_vector.hardware == ar4si.UNRECOGNIZED_HARDWARE
 
 
 def test_rejects_unsafe_software_key_when_policy_requires_hardware(
@@ -193,7 +193,7 @@ def test_rejects_unsafe_software_key_when_policy_requires_hardware(
     token = attest_psa(STATE, unsafe_se, nonce=NONCE, x5chain=certify(unsafe_se, acme.issuing))
     result = appraise(token, anchors_for(acme), policy=RequireHardwareBackedKey())
     assert result.status is Status.CONTRAINDICATED
-    assert [c for c, _ in only(result).reasons] == ["policy_violation"]
+    assert [c for c, _ in only(result).reasons] == ["hardware_backing_required"]
 
 
 # --------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_verify_require_hardware_refuses_software_key(factory: Path) -> None:
     code, out = run("verify", "ev.cbor", "--nonce", NONCE, "--ca", "acme/root/cert.pem",
                     "--require-hardware")
     assert code == 2, out
-    assert "policy_violation" in out and "not hardware-backed" in out
+    assert "hardware_backing_required" in out and "not hardware-backed" in out
 
 
 def test_verify_refuses_key_together_with_ca_anchors_and_neither(factory: Path) -> None:
