@@ -231,17 +231,24 @@ def parse_psa_claims(claims: Mapping[Any, Any], profile: PsaProfile,
     raw: dict[str | int, Any] = {"profile": p.name}
 
     # 4.2.3 Client ID: int32 (negative for the NSPE, positive for the SPE), mandatory.
-    client_id = _int_of(claims, p, p.client_id)
+    get = claims.get
+    client_id = get(p.client_id)
+    if type(client_id) is not int:  # the helper raises the precise error
+        client_id = _int_of(claims, p, p.client_id)
     if not _INT32_MIN <= client_id <= _INT32_MAX:
         raise InvalidClaim(f"{_claim(p, p.client_id)} must be a 32-bit signed integer, "
                            f"found {client_id}", step=STEP)
     # 4.3.1 Security Lifecycle: one of the seven ranges, mandatory.
-    lifecycle = _int_of(claims, p, p.lifecycle)
+    lifecycle = get(p.lifecycle)
+    if type(lifecycle) is not int:
+        lifecycle = _int_of(claims, p, p.lifecycle)
     if not 0 <= lifecycle <= 0xFFFF or (lifecycle >> 8) not in LIFECYCLE_STATES:
         raise InvalidClaim(f"{_claim(p, p.lifecycle)} value 0x{lifecycle:x} is not a PSA "
                            f"security lifecycle state", step=STEP)
     # 4.2.2 Implementation ID: 32 bytes, mandatory.
-    impl = _bytes_of(claims, p, p.implementation_id)
+    impl = get(p.implementation_id)
+    if type(impl) is not bytes:
+        impl = _bytes_of(claims, p, p.implementation_id)
     if len(impl) != IMPLEMENTATION_ID_SIZE:
         raise InvalidClaim(f"{_claim(p, p.implementation_id)} must be "
                            f"{IMPLEMENTATION_ID_SIZE} bytes, found {len(impl)}", step=STEP)
@@ -322,12 +329,16 @@ def parse_psa_claims(claims: Mapping[Any, Any], profile: PsaProfile,
         raw["software_components"] = raw_comps
 
     # 4.1.1 Nonce: psa-hash-type (32, 48 or 64 bytes), mandatory.
-    nonce = _bytes_of(claims, p, p.nonce)
+    nonce = get(p.nonce)
+    if type(nonce) is not bytes:
+        nonce = _bytes_of(claims, p, p.nonce)
     if len(nonce) not in HASH_SIZES:
         raise InvalidClaim(f"{_claim(p, p.nonce)} must be 32, 48 or 64 bytes, found "
                            f"{len(nonce)}", step=STEP)
     # 4.2.1 Instance ID: a RAND UEID, 0x01 followed by a 32-byte hash of the IAK, mandatory.
-    instance_id = _bytes_of(claims, p, p.instance_id)
+    instance_id = get(p.instance_id)
+    if type(instance_id) is not bytes:
+        instance_id = _bytes_of(claims, p, p.instance_id)
     if len(instance_id) != INSTANCE_ID_SIZE:
         raise InvalidClaim(f"{_claim(p, p.instance_id)} must be {INSTANCE_ID_SIZE} bytes, "
                            f"found {len(instance_id)}", step=STEP)
@@ -346,11 +357,15 @@ def parse_psa_claims(claims: Mapping[Any, Any], profile: PsaProfile,
         raw["verification_service_indicator"] = vsi
 
     # Claims this profile does not define are kept, never fatal (RFC 9711 section 4).
-    names = p.names
-    for key, value in claims.items():
-        if key not in names:
-            raw[key] = value
-    if p.profile in claims:
+    has_profile_claim = p.profile in claims
+    # Each raw entry but "profile" and the lifecycle state name stands for one defined claim
+    # present, as does the profile claim: no more claims than that means none is unknown.
+    if len(claims) > len(raw) - 2 + has_profile_claim:
+        names = p.names
+        for key, value in claims.items():
+            if key not in names:
+                raw[key] = value
+    if has_profile_claim:
         raw["profile_claim"] = claims[p.profile]
     return ParsedPsa(profile=p, nonce=nonce, instance_id=instance_id, implementation_id=impl,
                      client_id=client_id, security_lifecycle=lifecycle,

@@ -105,6 +105,27 @@ def test_unknown_claims_are_kept_by_integer_key() -> None:
     assert parsed.raw[2401] == b"\x01"
 
 
+def _unknown_by_rule(claims: dict[int, Any], names: dict[int, str]) -> dict[Any, Any]:
+    return {k: v for k, v in claims.items() if k not in names}
+
+
+@pytest.mark.parametrize("extra", [{}, {-70000: "vendor"}, {268: None, -70000: 1},
+                                   {2400: None, 2398: None, 7: b"x"}])
+@pytest.mark.parametrize("profile_claim", [True, False])
+def test_unknown_claims_are_kept_exactly_beside_null_and_absent_optional_claims(
+        extra: dict[int, Any], profile_claim: bool) -> None:
+    # The parser skips its unknown-claim scan when the claim count proves there is none:
+    # null-valued defined claims (treated as absent) must not hide an unknown one.
+    claims = rfc()
+    if not profile_claim:
+        claims = {k: v for k, v in claims.items() if k != 265}
+    claims.update(extra)
+    parsed = parse_psa_claims(claims, RFC9783)
+    kept = {k: v for k, v in parsed.raw.items() if not isinstance(k, str)}
+    assert kept == _unknown_by_rule(claims, RFC9783.names)
+    assert ("profile_claim" in parsed.raw) == (265 in claims)
+
+
 @pytest.mark.parametrize("size", [32, 48, 64])
 def test_nonce_sizes_of_psa_hash_type_are_accepted(size: int) -> None:
     assert parse(rfc(challenge=b"\x05" * size)).nonce == b"\x05" * size
