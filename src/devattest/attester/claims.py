@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cbor2
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PublicFormat,
@@ -257,3 +258,55 @@ def psa_claims(state: DeviceState, *, nonce: bytes, instance_id: bytes,
         "challenge": nonce,
         "sw_components": [_sw_component(c) for c in (*state.firmware, *state.components)],
     }
+
+
+#: devattest's private EAT claims (RFC 8392 section 9.1: integer keys below -65536 are for
+#: private use). Documented in docs/schemes.md.
+CLAIM_OWNER_ID = -70000
+CLAIM_OWNER_EPOCH = -70001
+CLAIM_PROVISIONING_EPOCH = -70002
+CLAIM_SECURITY_VERSIONS = -70003
+#: CoAP content format of a CoSWID tag (RFC 9393 section 6.6) and its CBOR tag.
+_COAP_CT_COSWID = 258
+_TAG_COSWID = 1398229316
+
+
+def _coswid(c: MeasuredComponent) -> bytes:
+    """A minimal CoSWID (RFC 9393) naming one measured file: tag-id (0), software-name (1),
+    software-version (13), evidence (3) with one file (17): fs-name (24), hash (7)."""
+    tag_id = f"devattest:{c.measurement_type}:{c.version or '-'}"
+    body: dict[int, Any] = {0: tag_id, 12: 0, 1: c.measurement_type,
+                            3: {17: {24: c.measurement_type, 7: [1, c.measurement_value]}}}
+    if c.version is not None:
+        body[13] = c.version
+    return bytes(cbor2.dumps(cbor2.CBORTag(_TAG_COSWID, body)))
+
+
+def eat_claims(state: DeviceState, *, nonce: bytes, ueid: bytes) -> dict[int, Any]:
+    """The EAT claims (RFC 9711) for ``state``: nonce, UEID, hardware model and version,
+    OEM-authorised boot (secure boot), debug status, boot count and seed, measurements as
+    CoSWIDs, and devattest's private ownership claims (owner ID and epoch, provisioning
+    epoch) that change on re-provisioning and ownership transfer."""
+    claims: dict[int, Any] = {
+        10: nonce,                                   # eat_nonce (RFC 9711 section 4.1)
+        256: ueid,                                   # ueid (4.2.1)
+        262: state.secure_boot,                      # oemboot (4.2.8)
+        263: DEBUG_STATES[state.debug],              # dbgstat (4.2.9)
+        267: state.boot_count,                       # bootcount (4.3.3)
+        268: state.boot_seed if state.boot_seed is not None else secrets.token_bytes(32),
+        273: [[_COAP_CT_COSWID, _coswid(c)]          # measurements (4.2.16)
+              for c in (*state.firmware, *state.components)],
+        CLAIM_OWNER_EPOCH: state.owner_epoch,
+        CLAIM_PROVISIONING_EPOCH: state.provisioning_epoch,
+    }
+    if state.hardware_model is not None:
+        claims[259] = state.hardware_model.encode()  # hwmodel (4.2.4)
+    if state.hardware_version is not None:
+        claims[260] = [state.hardware_version]       # hwversion (4.2.5)
+    if state.owner_id is not None:
+        claims[CLAIM_OWNER_ID] = state.owner_id
+    svns = {c.measurement_type: c.security_version
+            for c in (*state.firmware, *state.components) if c.security_version is not None}
+    if svns:
+        claims[CLAIM_SECURITY_VERSIONS] = svns
+    return claims

@@ -83,6 +83,8 @@ class Swtpm:
         Raises:
             RuntimeError: swtpm is missing or did not come up.
         """
+        if self._proc is not None and self._proc.poll() is None:
+            return self  # already running (``with Swtpm().start():`` must not start two)
         if SWTPM is None:
             raise RuntimeError("swtpm is not installed")
         if self.create_ek and not any(self.state_dir.iterdir()):
