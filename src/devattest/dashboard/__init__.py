@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from devattest.dashboard.auth import ChangeForbidden, CsrfRejected, LoginRequired
 from devattest.dashboard.routes import SECURITY_HEADERS, render
@@ -59,6 +61,31 @@ class PostureSampler:
             self._stop.wait(self._interval)
 
 
+class ServerTiming:
+    """Pure ASGI middleware: a ``Server-Timing: app;dur=<ms>`` header on dashboard pages
+    (time to the response headers, i.e. queries and rendering), for the benchmark and for
+    the browser's developer tools."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").startswith("/dashboard"):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def send_timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - started) * 1000
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"server-timing",
+                                                   f"app;dur={ms:.1f}".encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_timed)
+
+
 def _lifespan_router(settings: DashboardSettings) -> APIRouter:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,6 +117,7 @@ def install(app: FastAPI, settings: DashboardSettings | None = None) -> None:
     app.include_router(pages)
     app.include_router(_lifespan_router(settings))
     app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
+    app.add_middleware(ServerTiming)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired) -> Response:
@@ -114,4 +142,4 @@ def install(app: FastAPI, settings: DashboardSettings | None = None) -> None:
                       message=f"Not allowed: {exc}.")
 
 
-__all__ = ["DashboardSettings", "DashboardViews", "PostureSampler", "install"]
+__all__ = ["DashboardSettings", "DashboardViews", "PostureSampler", "ServerTiming", "install"]

@@ -170,7 +170,7 @@ def attention_page(request: Request, user: User,
                    after: Annotated[str | None, Query(max_length=128)] = None) -> Response:
     """Devices needing attention, one posture per tab, with reasons."""
     rows = _views(request).attention(posture, after=after, limit=PAGE, now=_now())
-    counts = _views(request).fleet(now=_now()).postures
+    counts = _views(request).attention_counts()
     nxt = None
     if len(rows) == PAGE:
         nxt = "/dashboard/attention?" + urlencode({"posture": posture,

@@ -136,6 +136,12 @@ def to_pure(device: Device, rec: DeviceLifecycleRecord,
                            state_reason=rec.state_reason)
 
 
+def _largest(groups: dict[str, dict[str, int]], limit: int = 12
+             ) -> list[tuple[str, dict[str, int]]]:
+    """The ``limit`` largest groups, largest first (then by key)."""
+    return sorted(groups.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:limit]
+
+
 def _minute_label(t: datetime) -> str:
     return t.strftime("%H:%M")
 
@@ -206,11 +212,21 @@ class DashboardViews:
                 return hit[1]
         with self.store.read() as s:
             repo = DashboardRepository(s)
-            postures = repo.posture_counts()
-            by = {d: repo.counts_by(d, limit=12) for d in DIMENSIONS}
+            postures, groups = repo.breakdown()
+            firmware = repo.counts_by_firmware()
             per_minute = self._per_minute(repo, now=now, minutes=minutes)
             samples = repo.samples(since=now - timedelta(hours=24))
-        samples.append((now, postures))
+        # Devices without a lifecycle record report no firmware version.
+        unreported = {p: postures[p] - sum(g.get(p, 0) for g in firmware.values())
+                      for p in POSTURES}
+        if any(unreported.values()):
+            g = firmware.setdefault("", {})
+            for p, n in unreported.items():
+                if n > 0:
+                    g[p] = g.get(p, 0) + n
+        by = {"model": _largest(groups["model"]), "owner": _largest(groups["owner"]),
+              "firmware_version": _largest(firmware)}
+        samples.append((now, dict(postures)))
         summary = FleetSummary(at=now, postures=postures, total=sum(postures.values()), by=by,
                                per_minute=per_minute, samples=samples)
         if self._cache_seconds > 0:
@@ -241,6 +257,11 @@ class DashboardViews:
             repo.prune_sessions(now=now)
 
     # -- device lists -------------------------------------------------------------------------
+    def attention_counts(self) -> dict[str, int]:
+        """How many devices each attention tab holds (index scans only)."""
+        with self.store.read() as s:
+            return DashboardRepository(s).attention_counts()
+
     def attention(self, posture: str, *, after: str | None, limit: int, now: datetime
                   ) -> list[AttentionRow]:
         """Devices whose posture is ``posture`` (untrusted, overdue or warning), by id; the

@@ -129,48 +129,69 @@ class DashboardRepository:
 
     # -- aggregates ---------------------------------------------------------------------------
     def posture_counts(self) -> dict[str, int]:
-        """Devices per posture (every posture present, zero if none)."""
+        """Devices per posture (every posture present, zero if none): one pass over the two
+        primary keys (a merge or hash join), devices without a record by their status."""
+        posture = _posture_expr()
+        q = (select(posture, func.count()).select_from(Device)
+             .outerjoin(DeviceLifecycleRecord, DeviceLifecycleRecord.device_id == Device.id)
+             .group_by(posture))
         out = dict.fromkeys(POSTURES, 0)
-        with_record = select(DeviceLifecycleRecord.posture, func.count()).group_by(
-            DeviceLifecycleRecord.posture)
-        for p, n in self._s.execute(with_record):
-            out[p] = out.get(p, 0) + int(n)
-        no_record = (select(Device.status, func.count())
-                     .where(~select(DeviceLifecycleRecord.device_id)
-                            .where(DeviceLifecycleRecord.device_id == Device.id).exists())
-                     .group_by(Device.status))
-        for status, n in self._s.execute(no_record):
-            p = STATUS_POSTURE.get(status, "unknown")
+        for p, n in self._s.execute(q):
             out[p] = out.get(p, 0) + int(n)
         return out
 
-    def counts_by(self, dimension: str, *, limit: int = 50) -> list[tuple[str, dict[str, int]]]:
-        """Posture counts per ``model``, ``owner`` or ``firmware_version``: the ``limit``
-        largest groups, each ``(key, {posture: count})``.
+    def attention_counts(self) -> dict[str, int]:
+        """Devices per attention posture (untrusted, overdue, warning), from index scans
+        only: lifecycle records by posture, and devices without a record among those whose
+        status is warning or contraindicated."""
+        out = dict.fromkeys(("untrusted", "overdue", "warning"), 0)
+        for p, n in self._s.execute(
+                select(DeviceLifecycleRecord.posture, func.count())
+                .where(DeviceLifecycleRecord.posture.in_(list(out)))
+                .group_by(DeviceLifecycleRecord.posture)):
+            out[p] += int(n)
+        for status, n in self._s.execute(
+                select(Device.status, func.count())
+                .where(Device.status.in_(["warning", "contraindicated"]),
+                       ~select(DeviceLifecycleRecord.device_id)
+                       .where(DeviceLifecycleRecord.device_id == Device.id).exists())
+                .group_by(Device.status)):
+            out[STATUS_POSTURE[status]] += int(n)
+        return out
 
-        Raises:
-            ValueError: unknown dimension.
+    def breakdown(self) -> tuple[dict[str, int], dict[str, dict[str, dict[str, int]]]]:
+        """Posture totals and posture counts per model and per owner, from one pass over
+        devices joined with their lifecycle records (grouped by model, owner and posture).
+
+        Returns:
+            ``(totals, {"model": {key: {posture: n}}, "owner": {...}})``.
         """
-        if dimension == "firmware_version":
-            q = (select(DeviceLifecycleRecord.firmware_version, DeviceLifecycleRecord.posture,
-                        func.count())
-                 .group_by(DeviceLifecycleRecord.firmware_version,
-                           DeviceLifecycleRecord.posture))
-        elif dimension in ("model", "owner"):
-            col = Device.model if dimension == "model" else Device.owner
-            posture = _posture_expr()
-            q = (select(col, posture, func.count())
-                 .select_from(Device)
-                 .outerjoin(DeviceLifecycleRecord, DeviceLifecycleRecord.device_id == Device.id)
-                 .group_by(col, posture))
-        else:
-            raise ValueError(f"unknown dimension {dimension!r}")
-        groups: dict[str, dict[str, int]] = {}
-        for key, p, n in self._s.execute(q):
-            g = groups.setdefault(key or "", {})
+        posture = _posture_expr()
+        q = (select(Device.model, Device.owner, posture, func.count()).select_from(Device)
+             .outerjoin(DeviceLifecycleRecord, DeviceLifecycleRecord.device_id == Device.id)
+             .group_by(Device.model, Device.owner, posture))
+        totals = dict.fromkeys(POSTURES, 0)
+        by: dict[str, dict[str, dict[str, int]]] = {"model": {}, "owner": {}}
+        for model, owner, p, count in self._s.execute(q):
+            n = int(count)
+            totals[p] = totals.get(p, 0) + n
+            for dim, key in (("model", model or ""), ("owner", owner or "")):
+                g = by[dim].setdefault(key, {})
+                g[p] = g.get(p, 0) + n
+        return totals, by
+
+    def counts_by_firmware(self) -> dict[str, dict[str, int]]:
+        """Posture counts per firmware version of devices with a lifecycle record (an
+        index-only scan of ``(firmware_version, posture)``)."""
+        out: dict[str, dict[str, int]] = {}
+        for fw, p, n in self._s.execute(
+                select(DeviceLifecycleRecord.firmware_version, DeviceLifecycleRecord.posture,
+                       func.count())
+                .group_by(DeviceLifecycleRecord.firmware_version,
+                          DeviceLifecycleRecord.posture)):
+            g = out.setdefault(fw or "", {})
             g[p] = g.get(p, 0) + int(n)
-        ordered = sorted(groups.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
-        return ordered[:limit]
+        return out
 
     def attestations_per_minute(self, *, since: datetime, until: datetime
                                 ) -> list[tuple[datetime, str, int]]:
@@ -281,9 +302,11 @@ class DashboardRepository:
 
     def samples(self, *, since: datetime) -> list[tuple[datetime, dict[str, int]]]:
         """Posture samples from ``since`` on, oldest first."""
-        q = (select(FleetPostureSample).where(FleetPostureSample.at >= since)
-             .order_by(FleetPostureSample.at))
-        return [(r.at, {p: getattr(r, p) for p in POSTURES}) for r in self._s.scalars(q)]
+        t = FleetPostureSample
+        q = (select(t.at, t.trusted, t.warning, t.untrusted, t.overdue, t.unknown)
+             .where(t.at >= since).order_by(t.at))
+        return [(r[0], dict(zip(POSTURES, (int(v) for v in r[1:]), strict=True)))
+                for r in self._s.execute(q)]
 
     def prune_samples(self, *, before: datetime) -> None:
         """Forget samples older than ``before``."""
