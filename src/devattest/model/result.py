@@ -72,11 +72,13 @@ class TrustVector:
 
     def as_ear(self) -> dict[str, int]:
         """EAR JSON names (hyphenated), omitting unset claims."""
-        return {
-            f.name.replace("_", "-"): getattr(self, f.name)
-            for f in fields(self)
-            if getattr(self, f.name) is not None
-        }
+        return {ear: value for name, ear in _EAR_NAMES
+                if (value := getattr(self, name)) is not None}
+
+
+#: (field name, EAR claim name) of each trustworthiness claim, in declaration order.
+_EAR_NAMES: tuple[tuple[str, str], ...] = tuple(
+    (f.name, f.name.replace("_", "-")) for f in fields(TrustVector))
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,21 @@ def policy_input_document(policy_input: PolicyInput) -> dict[str, Any]:
 def json_document(value: Any) -> Any:
     """``value`` as JSON: bytes as lowercase hex, map keys as text, tuples as lists, a CBOR
     tag as ``{"tag": n, "value": v}``, anything else unknown as its ``str``."""
+    # Exact built-in types first (what decoded claims are made of); the general rules below
+    # give the same answer for them, at several isinstance checks each.
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is bytes:
+        return value.hex()
+    if t is dict:
+        return {k if type(k) is str else _key(k): json_document(v) for k, v in value.items()}
+    if t is list:
+        return [json_document(v) for v in value]
+    return _json_document_general(value)
+
+
+def _json_document_general(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
     if isinstance(value, Mapping):
