@@ -316,6 +316,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the database")
     args = ap.parse_args()
 
+    load0 = os.getloadavg()[0]
     name = f"devattest_dash_bench_{secrets.token_hex(4)}"
     with psycopg.connect(args.pg_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -375,7 +376,8 @@ def main() -> None:
             print(f"| {label} | {r['server_p50']:.1f} | {r['server_p95']:.1f} | "
                   f"{r['client_p50']:.1f} | {r['client_p95']:.1f} | {r['bytes'] / 1024:.0f} "
                   f"| {ok} |")
-        print(f"\nworst p95: {worst:.1f} ms (goal < 300 ms)")
+        print(f"\nworst p95: {worst:.1f} ms (goal < 300 ms); load average at the end "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (at the start {load0:.1f})")
     finally:
         if not args.keep:
             with psycopg.connect(args.pg_url, autocommit=True) as conn:
