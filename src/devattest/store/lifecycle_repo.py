@@ -17,7 +17,8 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from devattest.store.models import Base, BigId, Device
@@ -267,21 +268,22 @@ class LifecycleRepository:
                       evidence_sha256: str, now: datetime, lease: timedelta) -> ReceiptClaim:
         """Claim one submission for processing, exactly once across workers and replicas.
 
-        The INSERT of the primary key is the atomic step: a second worker's INSERT fails on
-        the unique key and it reads the existing receipt instead (run this in its own short
-        write transaction, before appraisal). An expired lease (a worker died mid-way) is
-        taken over.
+        The INSERT of the primary key is the atomic step (``INSERT ... ON CONFLICT DO
+        NOTHING RETURNING``): a second worker inserts nothing and reads the existing receipt
+        instead (run this in its own short write transaction, before appraisal). An expired
+        lease (a worker died mid-way) is taken over.
         """
-        try:
-            with self._s.begin_nested():
-                self._s.add(EvidenceReceipt(
-                    key=key, challenge_id=challenge_id, device_id=device_id,
+        dialect = self._s.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        inserted = self._s.execute(
+            insert(EvidenceReceipt)
+            .values(key=key, challenge_id=challenge_id, device_id=device_id,
                     evidence_sha256=evidence_sha256, state="processing",
-                    lease_until=now + lease, result=None, created_at=now, updated_at=now))
-                self._s.flush()
+                    lease_until=now + lease, result=None, created_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(EvidenceReceipt.key)).scalar_one_or_none()
+        if inserted is not None:
             return ReceiptClaim(ReceiptState.CLAIMED)
-        except IntegrityError:
-            pass
         row = self._s.scalars(select(EvidenceReceipt).where(EvidenceReceipt.key == key)
                               .with_for_update()).one()
         if row.state == "done":

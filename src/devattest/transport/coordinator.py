@@ -20,6 +20,7 @@ Idempotency (MQTT QoS 1 is at-least-once):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -437,6 +438,9 @@ class LifecycleCoordinator:
                 loaded = self._load(s, device_id, lock=True)
                 if loaded is not None:
                     device, rec, before = loaded
+                    issued = _challenge_time(s, challenge_id)
+                    if issued is not None:
+                        summary = dataclasses.replace(summary, requested_at=issued)
                     after = record_result(before, summary)
                     change = self._save(s, device, rec, before, after, now=now,
                                         satisfied_by=challenge_id)
@@ -462,10 +466,13 @@ class LifecycleCoordinator:
             return {**base, "error": {"code": "challenge_for_another_device",
                                       "message": "the challenge was issued to another device"}
                     }, None
-        with self.store.read() as s:
-            requested_at = _challenge_time(s, challenge_id) or now
-            prior = _already_appraised(s, device_id, challenge_id, digest) if recheck \
-                else None
+        # ``requested_at`` (when the challenge was issued) is filled in when the result is
+        # recorded, in the same transaction; ``now`` is a placeholder.
+        requested_at = now
+        prior = None
+        if recheck:
+            with self.store.read() as s:
+                prior = _already_appraised(s, device_id, challenge_id, digest)
         if prior is not None:
             # Appraised before a crash, receipt not completed: answer from history.
             reasons = tuple((r.get("code", ""), r.get("message", "")) for r in prior.reasons)
