@@ -256,3 +256,19 @@ def test_acl_broker_with_passwords_keeps_devices_on_their_own_topics(
     finally:
         dev.loop_stop()
         service.loop_stop()
+
+
+def test_agent_queues_events_while_offline_and_delivers_them_on_reconnect(
+        small_fleet: FleetRun, mosquitto: EmbeddedMosquitto) -> None:
+    run = small_fleet
+    devs = _honest(run)[:2]
+    mosquitto.stop()
+    for dev in devs:
+        dev.agent.report("reprovision")  # the broker is down: queued in the outbox
+        assert dev.agent.outstanding == 1
+    mosquitto.start()
+    for dev in devs:
+        assert dev.agent.wait_settled(60)
+        assert dev.agent.stats.last_status == "affirming"
+    record = run.coordinator.device(devs[0].device_id)
+    assert record is not None and record.state is LifecycleState.PROVISIONED
