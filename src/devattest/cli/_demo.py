@@ -8,6 +8,7 @@ when that part is installed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -49,11 +50,24 @@ class _Outcome:
     ok: bool
 
 
-def _secure_element(workdir: Path) -> tuple[Any, str]:
-    """A SoftHSM2 key when SoftHSM2 is installed; otherwise the loud test-only software key."""
+def _secure_element(workdir: Path, stack: contextlib.ExitStack) -> tuple[Any, str]:
+    """The walkthrough's secure element: a TPM 2.0 (a private swtpm, the same code that drives
+    /dev/tpmrm0) when swtpm is installed, else a SoftHSM2 token, else the loud test-only
+    software key. (The fleet part uses SoftHSM2, which must be first initialised there.)"""
     from devattest.attester.backends import open_secure_element
-    from devattest.attester.backends.simulated import SoftHsm, softhsm_available
+    from devattest.attester.backends.simulated import (
+        SoftHsm,
+        Swtpm,
+        softhsm_available,
+        swtpm_available,
+    )
 
+    if swtpm_available():
+        tpm = stack.enter_context(Swtpm(workdir / "swtpm"))
+        from devattest.attester.backends.tpm2 import Tpm2Config, Tpm2Key
+
+        return (Tpm2Key.provision(Tpm2Config(tcti=tpm.tcti)),
+                "TPM 2.0 (private swtpm via tpm2-pytss; fixedTPM, non-exportable)")
     if softhsm_available():
         hsm = SoftHsm(workdir / "softhsm")
         os.environ["SOFTHSM2_CONF"] = str(hsm.conf)
@@ -64,7 +78,7 @@ def _secure_element(workdir: Path) -> tuple[Any, str]:
         return se, "SoftHSM2 token via PKCS#11 (CKA_SENSITIVE, not extractable)"
     from devattest.attester.backends.unsafe_software import UnsafeSoftwareKey
 
-    return UnsafeSoftwareKey.generate(), "unsafe_software (SoftHSM2 not installed!)"
+    return UnsafeSoftwareKey.generate(), "unsafe_software (no swtpm or SoftHSM2 installed!)"
 
 
 def _write_images(workdir: Path) -> dict[str, Any]:
@@ -81,7 +95,7 @@ def _write_images(workdir: Path) -> dict[str, Any]:
             "firmware": fw}
 
 
-def _walkthrough(workdir: Path) -> list[_Outcome]:
+def _walkthrough(workdir: Path, stack: contextlib.ExitStack) -> list[_Outcome]:
     from devattest.attester.claims import measure_device
     from devattest.attester.evidence import attest_psa, instance_id_of
     from devattest.crypto.chain import with_crls
@@ -101,7 +115,7 @@ def _walkthrough(workdir: Path) -> list[_Outcome]:
 
     # --- Factory ------------------------------------------------------------------------
     acme = create_manufacturer_pki("Acme Devices", now=now - timedelta(days=1))
-    se, se_desc = _secure_element(workdir)
+    se, se_desc = _secure_element(workdir, stack)
     description = _write_images(workdir)
     state = measure_device(description)
     iid = instance_id_of(se)
@@ -261,10 +275,12 @@ def demo_command(
     fleet: Annotated[bool, typer.Option(help="Run the fleet lifecycle part too.")] = True,
 ) -> None:
     """Provision a device, attest it, catch adversaries, then run a fleet scenario."""
+    os.environ.setdefault("TSS2_LOG", "all+NONE")  # tpm2-tss probes log expected misses
     with tempfile.TemporaryDirectory(prefix="devattest-demo-") as tmp:
         workdir = data_dir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        outcomes = _walkthrough(workdir)
+        with contextlib.ExitStack() as stack:
+            outcomes = _walkthrough(workdir, stack)
         console.print(_outcome_table(outcomes))
         ok = all(o.ok for o in outcomes)
         if fleet:
@@ -277,7 +293,7 @@ def demo_command(
 
 def _fleet(workdir: Path, *, mqtt: str | None, db: str | None) -> bool:
     try:
-        from devattest.lifecycle.simulator import run_demo
+        from devattest.transport.simulator import run_demo
     except ImportError:
         console.print("(fleet simulator not installed: skipping the fleet part)")
         return True

@@ -80,6 +80,22 @@ _mount("devattest.cli._pki", "pki", "Manufacturer and owner CAs, certificates an
 _mount("devattest.cli._device", "device", "Provision, onboard, transfer and revoke devices.")
 _mount("devattest.cli._attester", "attester", "Run the Attester: collect claims, sign Evidence.")
 _mount("devattest.service.cli", "service", "Run and administer the Verifier service.")
+_mount("devattest.attester.agent_cli", "agent", "Run the device agent (events, challenges).")
+
+
+def _mount_transport() -> None:
+    """``devattest simulate`` and ``devattest mqtt``."""
+    try:
+        from devattest.transport import cli as transport_cli
+    except ImportError:  # pragma: no cover - only while a part is being built
+        return
+    app.add_typer(transport_cli.simulate_app, name="simulate",
+                  help="Simulate a fleet through lifecycle waves, with adversaries.")
+    app.add_typer(transport_cli.mqtt_app, name="mqtt",
+                  help="Bridge MQTT devices to the Verifier service.")
+
+
+_mount_transport()
 
 
 def _mount_service_shortcuts() -> None:

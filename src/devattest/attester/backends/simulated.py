@@ -58,6 +58,7 @@ class Swtpm:
     def __init__(self, state_dir: Path | None = None, *, create_ek: bool = False) -> None:
         self._own_dir = state_dir is None
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="devattest-swtpm-"))
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.create_ek = create_ek
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
