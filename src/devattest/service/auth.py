@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devattest.service.problems import Forbidden, Unauthorized
+from devattest.service.tls import CertificateRevoked, ClientRevocation
 from devattest.store import Store, TokenRepository, hash_token
 
 
@@ -51,10 +52,12 @@ class Principal:
 class Authenticator:
     """Resolves bearer tokens (with a short positive cache) and device certificates."""
 
-    def __init__(self, store: Store, *, cache_seconds: float, mtls_device_auth: bool) -> None:
+    def __init__(self, store: Store, *, cache_seconds: float, mtls_device_auth: bool,
+                 revocation: ClientRevocation | None = None) -> None:
         self._store = store
         self._ttl = cache_seconds
         self._mtls = mtls_device_auth
+        self._revocation = revocation
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
@@ -71,7 +74,7 @@ class Authenticator:
                 raise Unauthorized("use 'Authorization: Bearer <token>'")
             return self._by_token(token.strip())
         if self._mtls and peer_cert_der is not None:
-            return _device_from_certificate(peer_cert_der)
+            return _device_from_certificate(peer_cert_der, revocation=self._revocation)
         raise Unauthorized()
 
     def _by_token(self, token: str) -> Principal:
@@ -101,9 +104,14 @@ class Authenticator:
             self._cache.clear()
 
 
-def _device_from_certificate(der: bytes) -> Principal:
-    """The TLS layer already verified the chain against ``ssl_ca_certs``; the subject CN
-    names the device."""
+def _device_from_certificate(der: bytes, *, revocation: ClientRevocation | None = None
+                             ) -> Principal:
+    """The device a verified client certificate names.
+
+    The TLS layer already verified the chain against ``ssl_ca_certs`` (and OpenSSL's
+    ``ssl_client`` purpose). The subject CN is the device ID; the certificate is not bound
+    to the device's attestation key (docs/service.md, "mTLS for devices").
+    """
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
@@ -111,7 +119,22 @@ def _device_from_certificate(der: bytes) -> Principal:
     now = datetime.now(UTC)
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise Unauthorized("client certificate outside its validity period")
+    # RFC 5280 4.2.1.12: when the certificate restricts its purposes, TLS client
+    # authentication must be one of them (again here, whatever the TLS layer checked).
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    except ValueError:
+        raise Unauthorized("client certificate has malformed extensions") from None
+    if eku is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
+        raise Unauthorized("client certificate is not for TLS client authentication")
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if len(cns) != 1 or not isinstance(cns[0].value, str) or not cns[0].value:
         raise Unauthorized("client certificate has no single subject CN (the device ID)")
+    if revocation is not None:
+        try:
+            revocation.check(cert, now=now)
+        except CertificateRevoked as exc:
+            raise Unauthorized(str(exc)) from None
     return Principal(role="device", device_id=cns[0].value, via="mtls")

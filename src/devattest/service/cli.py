@@ -61,6 +61,8 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option(help="Server private key (PEM).")] = None,
     tls_client_ca: Annotated[Path | None, typer.Option(
         help="CA bundle for device client certificates (enables mTLS device auth).")] = None,
+    tls_client_crl: Annotated[Path | None, typer.Option(
+        help="CRLs of the device CAs (PEM/DER; re-read when the file changes).")] = None,
 ) -> None:
     """Run the Verifier service (migrates the database to head first)."""
     import ssl
@@ -69,10 +71,26 @@ def serve(
 
     from devattest.service.jsonlog import log_config
 
+    if (tls_key is not None or tls_client_ca is not None) and tls_cert is None:
+        raise typer.BadParameter("--tls-key and --tls-client-ca need --tls-cert")
+    if tls_client_crl is not None and tls_client_ca is None:
+        raise typer.BadParameter("--tls-client-crl needs --tls-client-ca")
     if tls_client_ca is not None:
         os.environ["DEVATTEST_MTLS_DEVICE_AUTH"] = "true"
+        os.environ["DEVATTEST_MTLS_CLIENT_CA"] = str(tls_client_ca.resolve())
+    if tls_client_crl is not None:
+        os.environ["DEVATTEST_MTLS_CLIENT_CRL"] = str(tls_client_crl.resolve())
     settings = _settings(data_dir, db_url, config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.signing_key_pkcs11_module and settings.signing_key_pkcs11_create:
+        # Generate the token key once, here, so that workers starting together do not each
+        # generate one under the same label.
+        from devattest.service.context import load_signer
+        from devattest.service.signing import Pkcs11Signer
+
+        signer = load_signer(settings)
+        if isinstance(signer, Pkcs11Signer):
+            signer.close()
     if _admin_count(settings) == 0:
         typer.echo("No admin token exists: nothing is open by default. Create the first one "
                    "with:\n  devattest service admin create-token --role admin"

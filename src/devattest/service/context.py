@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from devattest.errors import ConfigurationError
 from devattest.model import DecodeLimits, VerifyOptions
 from devattest.schemes import SchemeRegistry, default_registry
 from devattest.service.auth import Authenticator
@@ -12,12 +13,13 @@ from devattest.service.metrics import Metrics
 from devattest.service.services.attestation import AttestationService
 from devattest.service.services.inventory import InventoryService
 from devattest.service.services.material import MaterialCache
-from devattest.service.services.provisioning import ProvisioningService
+from devattest.service.services.provisioning import ProvisioningService, load_corim_signers
 from devattest.service.services.retention import RetentionJob
 from devattest.service.services.tokens import TokenService
 from devattest.service.services.webhooks import WebhookService, WebhookWorker
 from devattest.service.settings import Settings
 from devattest.service.signing import FileKeySigner, Pkcs11Signer, ResultSigner
+from devattest.service.tls import ClientRevocation
 from devattest.store import RetentionPolicy, Store, create_store_engine
 
 
@@ -53,11 +55,25 @@ def load_signer(settings: Settings) -> ResultSigner:
                             token_label=settings.signing_key_pkcs11_token or "",
                             pin=settings.signing_key_pkcs11_pin or "",
                             key_label=settings.signing_key_pkcs11_label,
-                            kid=settings.signing_kid)
+                            kid=settings.signing_kid,
+                            create=settings.signing_key_pkcs11_create)
     if settings.signing_key_file is not None:
         return FileKeySigner.from_file(settings.signing_key_file, kid=settings.signing_kid)
     return FileKeySigner.from_file(settings.data_dir / "ear-signing-key.pem",
                                    kid=settings.signing_kid, create=True)
+
+
+def load_revocation(settings: Settings) -> ClientRevocation | None:
+    """The device client-certificate CRLs, when ``mtls_client_crl`` is set.
+
+    Raises:
+        ConfigurationError: a CRL without ``mtls_client_ca``, or unusable CRL or CA files.
+    """
+    if settings.mtls_client_crl is None:
+        return None
+    if settings.mtls_client_ca is None:
+        raise ConfigurationError("mtls_client_crl needs mtls_client_ca (the CRLs' issuers)")
+    return ClientRevocation(settings.mtls_client_crl, settings.mtls_client_ca)
 
 
 def _registry() -> SchemeRegistry:
@@ -96,7 +112,12 @@ def build_context(settings: Settings, *, registry: SchemeRegistry | None = None
     return AppContext(
         settings=settings, store=store, metrics=metrics, registry=registry, signer=signer,
         auth=Authenticator(store, cache_seconds=settings.auth_cache_seconds,
-                           mtls_device_auth=settings.mtls_device_auth),
-        material=material, attestation=attestation, provisioning=ProvisioningService(store),
+                           mtls_device_auth=settings.mtls_device_auth,
+                           revocation=load_revocation(settings)),
+        material=material, attestation=attestation,
+        provisioning=ProvisioningService(
+            store, require_signed_corim=settings.require_signed_corim,
+            corim_signers=(load_corim_signers(settings.corim_signer_keys_file)
+                           if settings.corim_signer_keys_file is not None else ())),
         inventory=InventoryService(store), tokens=TokenService(store),
         webhooks=WebhookService(store), retention_policy=retention_policy(settings))

@@ -49,12 +49,28 @@ class Settings(BaseSettings):
     signing_key_pkcs11_token: str | None = None
     signing_key_pkcs11_pin: str | None = Field(default=None, repr=False)
     signing_key_pkcs11_label: str = "devattest-ear"
+    #: Generate the PKCS#11 key pair (P-256, non-extractable) when the token has none with
+    #: this label. Off by default: a mistyped label must not silently mint a new key.
+    #: ``serve`` generates it once, before starting the workers.
+    signing_key_pkcs11_create: bool = False
     #: The ``kid`` of the signing key (default: its RFC 7638 thumbprint).
     signing_kid: str | None = None
 
     #: Device client-certificate authentication (the server must run with TLS and
     #: ``ssl_ca_certs``; see docs/service.md). The certificate's subject CN is the device ID.
     mtls_device_auth: bool = False
+    #: The device CA bundle the TLS layer verifies client certificates against (``serve
+    #: --tls-client-ca`` sets it); needed to check the signatures of ``mtls_client_crl``.
+    mtls_client_ca: Path | None = None
+    #: PEM (one or more) or DER CRLs of the device CAs, re-read when the file changes. When
+    #: set, a client certificate whose issuer has no current CRL here is refused.
+    mtls_client_crl: Path | None = None
+
+    #: PEM file of the public keys and/or certificates whose keys may sign CoRIMs. A signed
+    #: CoRIM is accepted only when one of them verifies its signature.
+    corim_signer_keys_file: Path | None = None
+    #: Refuse unsigned CoRIMs (a signed, verified CoRIM is then the only CoRIM accepted).
+    require_signed_corim: bool = False
 
     #: Seconds a successful bearer-token look-up is cached in-process (0: none). Revocation
     #: takes effect after at most this long.

@@ -102,11 +102,17 @@ class Pkcs11Signer:
     """
 
     def __init__(self, *, module: str, token_label: str, pin: str, key_label: str,
-                 kid: str | None = None) -> None:
+                 kid: str | None = None, create: bool = False) -> None:
+        """Open the token and find the key (generating it first if ``create``).
+
+        Raises:
+            ConfigurationError: no such module or token, or no such key and not ``create``.
+            SecureElementError: wrong PIN, an exportable, non-P-256 or ambiguous key.
+        """
         from devattest.attester.backends.pkcs11 import Pkcs11Config, Pkcs11Key
 
         self._se = Pkcs11Key(Pkcs11Config(token_label=token_label, pin=pin, module=module,
-                                          key_label=key_label, create=True))
+                                          key_label=key_label, create=create))
         self._jwk = public_jwk(self._se.public_key(), kid=kid)
 
     @property
@@ -121,6 +127,10 @@ class Pkcs11Signer:
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [dict(self._jwk)]}
+
+    def close(self) -> None:
+        """Close the PKCS#11 session."""
+        self._se.close()
 
 
 def _b64json(value: Any) -> str:
