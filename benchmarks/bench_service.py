@@ -31,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -203,8 +205,12 @@ def _machine_busy() -> tuple[float, float]:
     return sum(vals) - idle, sum(vals)
 
 
-def run_config(db: str, workers: int, args: argparse.Namespace,
-               keys: list[ec.EllipticCurvePrivateKey]) -> dict[str, Any]:
+@contextmanager
+def running_service(db: str, workers: int, args: argparse.Namespace,
+                    keys: list[ec.EllipticCurvePrivateKey]
+                    ) -> Iterator[tuple[subprocess.Popen[bytes], int, list[str]]]:
+    """A fresh database with one device (and device token) per key, a ``devattest service
+    serve`` process group on a free port, and the keys provisioned as Trust Anchors."""
     tmp = Path(tempfile.mkdtemp(prefix="devattest-bench-"))
     dropdb = None
     if db == "sqlite":
@@ -250,43 +256,54 @@ def run_config(db: str, workers: int, args: argparse.Namespace,
         httpx.post(base + "/v1/trust-anchors", content=json.dumps(doc).encode(),
                    headers={"Authorization": f"Bearer {admin}",
                             "Content-Type": "application/json"}).raise_for_status()
-        pems = [k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()) for k in keys]
-        ctx = mp.get_context("spawn")
-        q = ctx.Queue()
-        per = max(1, args.concurrency // args.clients)
-        # warm-up, then the measured run
-        for duration in (1.5, args.duration):
-            procs = [ctx.Process(target=_load, args=("127.0.0.1", port, tokens, pems, c * per,
-                                                     per, duration, q))
-                     for c in range(args.clients)]
-            for p in procs:
-                p.start()
-            time.sleep(0.3)  # let the clients import and load keys before measuring CPU
-            srv0, m0 = _group_cpu(proc.pid), _machine_busy()
-            parts = [q.get() for _ in procs]
-            srv1, m1 = _group_cpu(proc.pid), _machine_busy()
-            for p in procs:
-                p.join()
-        lat = sorted(x for part in parts for x in part[0])
-        errors = sum(part[1] for part in parts)
-        non_aff = sum(part[2] for part in parts)
-        client_cpu = sum(part[3] for part in parts)
-        ncpu = os.cpu_count() or 1
-        cap = args.duration * ncpu
-        return {"db": db, "workers": workers, "round_trips_per_s": len(lat) / args.duration,
-                "p50_ms": statistics.median(lat) * 1000,
-                "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000, "errors": errors,
-                "non_affirming": non_aff, "n": len(lat),
-                "client_cpu": client_cpu / cap, "server_cpu": (srv1 - srv0) / cap,
-                "machine_busy": (m1[0] - m0[0]) / max(1, m1[1] - m0[1]),
-                "server_cpu_ms_per_rt": (srv1 - srv0) / max(1, len(lat)) * 1000}
+        yield proc, port, tokens
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
         if dropdb:
             with psycopg.connect(args.pg_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{dropdb}" WITH (FORCE)')
+
+
+def measure(proc: subprocess.Popen[bytes], port: int, tokens: list[str],
+            keys: list[ec.EllipticCurvePrivateKey], args: argparse.Namespace
+            ) -> dict[str, Any]:
+    """A warm-up, then the measured closed-loop run against a running service."""
+    pems = [k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()) for k in keys]
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    per = max(1, args.concurrency // args.clients)
+    for duration in (1.5, args.duration):
+        procs = [ctx.Process(target=_load, args=("127.0.0.1", port, tokens, pems, c * per,
+                                                 per, duration, q))
+                 for c in range(args.clients)]
+        for p in procs:
+            p.start()
+        time.sleep(0.3)  # let the clients import and load keys before measuring CPU
+        srv0, m0 = _group_cpu(proc.pid), _machine_busy()
+        parts = [q.get(timeout=duration + 120) for _ in procs]
+        srv1, m1 = _group_cpu(proc.pid), _machine_busy()
+        for p in procs:
+            p.join()
+    lat = sorted(x for part in parts for x in part[0])
+    cap = args.duration * (os.cpu_count() or 1)
+    return {"round_trips_per_s": len(lat) / args.duration,
+            "p50_ms": statistics.median(lat) * 1000,
+            "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000,
+            "errors": sum(part[1] for part in parts),
+            "non_affirming": sum(part[2] for part in parts), "n": len(lat),
+            "client_cpu": sum(part[3] for part in parts) / cap,
+            "server_cpu": (srv1 - srv0) / cap,
+            "machine_busy": (m1[0] - m0[0]) / max(1, m1[1] - m0[1]),
+            "server_cpu_ms_per_rt": (srv1 - srv0) / max(1, len(lat)) * 1000}
+
+
+def run_config(db: str, workers: int, args: argparse.Namespace,
+               keys: list[ec.EllipticCurvePrivateKey]) -> dict[str, Any]:
+    """One configuration: start the service, measure, stop."""
+    with running_service(db, workers, args, keys) as (proc, port, tokens):
+        return {"db": db, "workers": workers, **measure(proc, port, tokens, keys, args)}
 
 
 def main() -> None:

@@ -41,11 +41,11 @@ async def submit_evidence(challenge_id: ChallengeId, request: Request, ctx: Ctx,
     media_type = request.headers.get("content-type", "").strip()
     if not media_type:
         raise UnsupportedMedia("Content-Type must be the Evidence media type")
-    device_id = await run_in_threadpool(ctx.attestation.check_submission, caller,
-                                        challenge_id=challenge_id, media_type=media_type)
+    # The body is bounded (BodyLimitMiddleware: max_evidence_bytes); the 404/403/415 checks
+    # run inside the submission's transaction, before anything is consumed.
     evidence = await read_body(request, ctx.settings.max_evidence_bytes)
-    sub = await run_in_threadpool(lambda: ctx.attestation.submit(
-        challenge_id=challenge_id, device_id=device_id, evidence=evidence,
-        media_type=media_type, now=now))
+    sub = await run_in_threadpool(lambda: ctx.attestation.submit_evidence(
+        caller, challenge_id=challenge_id, evidence=evidence, media_type=media_type,
+        now=now))
     return EvidenceResult(attestation_id=sub.attestation_id, ear=sub.ear,
                           result=result_to_claims(sub.result))

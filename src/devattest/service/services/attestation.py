@@ -1,15 +1,19 @@
 """Challenge-response (RFC 9334 background-check model): issue a nonce bound to a device,
 then appraise the Evidence that carries it, exactly once.
 
-Submission, in order:
+Issuing a challenge is one INSERT. Submission is one write transaction
+(:class:`~devattest.store.hotpath.HotPath`, SQLAlchemy Core, no ORM), in order:
 
-1. The challenge exists (404) and the caller may act for its device (403).
-2. The media type has an evidence scheme (415), checked before any appraisal.
-3. One write transaction: lock the device row (``SELECT ... FOR UPDATE``: Evidence for one
-   device is serialised, across replicas); consume the nonce atomically; appraise with the
-   pure core; sign the EAR; append the history entry; update the device; queue webhooks on
-   a status change; commit. A failed consumption (replayed, expired, or lost to a
-   concurrent submission) is recorded as a signed contraindicated result and answered 409.
+1. The challenge exists (404) and the caller may act for its device (403): one SELECT that
+   also locks the device row (``FOR UPDATE``: Evidence for one device is serialised, across
+   replicas) and reads the provisioning generation (cached material is rebuilt only when
+   it changed).
+2. The media type has an evidence scheme (415), checked before anything is consumed.
+3. Consume the nonce atomically (``UPDATE ... WHERE consumed_at IS NULL AND expires_at >
+   now RETURNING nonce``); appraise with the pure core; sign the EAR; append the history
+   entry and update the device (one statement on PostgreSQL); queue webhooks on a status
+   change; commit. A failed consumption (replayed, expired, or lost to a concurrent
+   submission) is recorded as a signed contraindicated result and answered 409.
 
 Because the nonce consumption and the history entry commit together, a crash leaves either
 both or neither: no accepted attestation can be missing from history, and a nonce whose
@@ -19,7 +23,7 @@ result was returned can never be used again.
 from __future__ import annotations
 
 import hashlib
-import json
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,19 +38,10 @@ from devattest.service.metrics import Metrics
 from devattest.service.problems import Conflict, NotFound, UnsupportedMedia
 from devattest.service.services.material import MaterialCache
 from devattest.service.signing import ResultSigner
-from devattest.store import (
-    AttestationRepository,
-    ChallengeRepository,
-    ConsumeOutcome,
-    DeviceRepository,
-    Store,
-    WebhookRepository,
-)
+from devattest.store import ALLOWED_NONCE_SIZES, ConsumeOutcome, Store
+from devattest.store.hotpath import HotPath, IssueOutcome, webhook_event
 from devattest.store.models import Challenge
 from devattest.verifier import contraindicated_result, verify
-
-#: Devices in these lifecycle states get no challenges.
-_INACTIVE = frozenset({"suspended", "decommissioned"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +60,7 @@ class AttestationService:
                  registry: SchemeRegistry, metrics: Metrics, challenge_ttl: timedelta,
                  result_ttl: int, limits: DecodeLimits, options: VerifyOptions) -> None:
         self._store = store
+        self._hot = HotPath(store)
         self._material = material
         self._signer = signer
         self._registry = registry
@@ -76,23 +72,27 @@ class AttestationService:
 
     def issue_challenge(self, principal: Principal, *, device_id: str, nonce_size: int,
                         now: datetime) -> Challenge:
-        """A new challenge for ``device_id``.
+        """A new challenge for ``device_id`` (one INSERT).
 
         Raises:
             Forbidden: the caller may not act for this device.
             NotFound: no such device.
             Conflict: the device is suspended or decommissioned.
+            ValueError: the nonce size is not 32, 48 or 64.
         """
         principal.require_device_access(device_id, "relying-party")
-        with self._store.write() as s:
-            device = DeviceRepository(s).get(device_id)
-            if device is None:
-                raise NotFound(f"no device {device_id!r}")
-            if device.lifecycle_state in _INACTIVE:
-                raise Conflict(f"device {device_id!r} is {device.lifecycle_state}",
-                               code="device_inactive")
-            ch = ChallengeRepository(s).issue(device_id=device_id, now=now, ttl=self._ttl,
-                                              size=nonce_size)
+        if nonce_size not in ALLOWED_NONCE_SIZES:
+            raise ValueError(f"nonce size must be one of {ALLOWED_NONCE_SIZES}")
+        ch = Challenge(id=secrets.token_hex(16), device_id=device_id,
+                       nonce=secrets.token_bytes(nonce_size), created_at=now,
+                       expires_at=now + self._ttl, consumed_at=None)
+        issued = self._hot.issue(challenge_id=ch.id, device_id=device_id, nonce=ch.nonce,
+                                 now=now, expires_at=ch.expires_at)
+        if issued.outcome is IssueOutcome.NO_DEVICE:
+            raise NotFound(f"no device {device_id!r}")
+        if issued.outcome is IssueOutcome.INACTIVE:
+            raise Conflict(f"device {device_id!r} is {issued.lifecycle_state}",
+                           code="device_inactive")
         self._metrics.challenges.inc()
         return ch
 
@@ -100,98 +100,119 @@ class AttestationService:
                          media_type: str) -> str:
         """Steps 1-2, before the body is appraised: returns the challenge's device ID.
 
+        :meth:`submit_evidence` repeats these checks inside its transaction; this is for
+        callers that must refuse before reading (or acknowledging) the Evidence.
+
         Raises:
             NotFound: no such challenge.
             Forbidden: the caller may not act for the challenge's device.
             UnsupportedMedia: no evidence scheme for the media type.
         """
-        with self._store.read() as s:
-            ch = ChallengeRepository(s).get(challenge_id)
-            device_id = None if ch is None else ch.device_id
+        device_id = self._hot.challenge_device(challenge_id)
         if device_id is None:
             raise NotFound(f"no challenge {challenge_id!r}")
         principal.require_device_access(device_id, "relying-party")
+        self._check_media_type(media_type)
+        return device_id
+
+    def submit(self, *, challenge_id: str, device_id: str, evidence: bytes, media_type: str,
+               now: datetime) -> Submission:
+        """Step 3 for a caller that already ran :meth:`check_submission`: consume the nonce
+        and appraise, in one transaction.
+
+        Raises:
+            NotFound: the challenge or its device is gone, or the challenge was issued to
+                another device than ``device_id``.
+            Conflict: the nonce was already consumed or expired (the attempt is recorded).
+        """
+        return self._submit(None, challenge_id=challenge_id, device_id=device_id,
+                            evidence=evidence, media_type=media_type, now=now)
+
+    def submit_evidence(self, principal: Principal, *, challenge_id: str, evidence: bytes,
+                        media_type: str, now: datetime) -> Submission:
+        """Steps 1-3 in one transaction: the challenge exists (404), the caller may act for
+        its device (403), the media type has a scheme (415; nothing is consumed), then the
+        nonce is consumed and the Evidence appraised.
+
+        Raises:
+            NotFound: no such challenge.
+            Forbidden: the caller may not act for the challenge's device.
+            UnsupportedMedia: no evidence scheme for the media type.
+            Conflict: the nonce was already consumed or expired (the attempt is recorded).
+        """
+        return self._submit(principal, challenge_id=challenge_id, device_id=None,
+                            evidence=evidence, media_type=media_type, now=now)
+
+    def _check_media_type(self, media_type: str) -> None:
         try:
             self._registry.for_media_type(media_type)
         except UnsupportedMediaType:
             raise UnsupportedMedia(
                 f"no evidence scheme for {media_type!r}; supported: "
                 f"{', '.join(self._registry.media_types)}") from None
-        return device_id
 
-    def submit(self, *, challenge_id: str, device_id: str, evidence: bytes, media_type: str,
-               now: datetime) -> Submission:
-        """Step 3: consume the nonce and appraise, in one transaction.
-
-        Raises:
-            NotFound: the device was deleted meanwhile.
-            Conflict: the nonce was already consumed or expired (the attempt is recorded).
-        """
-        material = self._material.get(now=now)
+    def _submit(self, principal: Principal | None, *, challenge_id: str,
+                device_id: str | None, evidence: bytes, media_type: str,
+                now: datetime) -> Submission:
         digest = hashlib.sha256(evidence).hexdigest()
-        rejected: Submission | None = None
         started = time.perf_counter()
-        with self._store.write() as s:
-            devices = DeviceRepository(s)
-            device = devices.lock(device_id)
-            if device is None:
-                raise NotFound(f"no device {device_id!r}")
-            consumed = ChallengeRepository(s).consume(challenge_id, now=now)
-            history = AttestationRepository(s)
+        rejected = False
+        with self._hot.submission(challenge_id, now=now) as tx:
+            # 1. The challenge and its device (locked: one submission per device at a time).
+            target = tx.target()
+            if target is None or (device_id is not None and target.device_id != device_id):
+                raise NotFound(f"no challenge {challenge_id!r}")
+            if principal is not None:
+                principal.require_device_access(target.device_id, "relying-party")
+                # 2. A scheme for the media type, before anything is consumed.
+                self._check_media_type(media_type)
+            # 3. Consume the nonce, exactly once.
+            consumed = tx.consume()
             if consumed.outcome is ConsumeOutcome.UNKNOWN:
                 raise NotFound(f"no challenge {challenge_id!r}")
             if consumed.outcome is not ConsumeOutcome.CONSUMED:
-                ch = ChallengeRepository(s).get(challenge_id)
                 err = (NonceExpired("the challenge expired before the Evidence arrived",
                                     step="4")
                        if consumed.outcome is ConsumeOutcome.EXPIRED else
                        NonceReplayed("the challenge's nonce was already used", step="4"))
                 result = contraindicated_result(
                     err, evidence=evidence, media_type=media_type,
-                    expected_nonce=ch.nonce if ch is not None else b"\0", now=now,
+                    expected_nonce=consumed.nonce or b"\0", now=now,
                     result_ttl=self._result_ttl)
                 ear = self._signer.sign(result)
-                row = history.add(device_id=device_id, challenge_id=challenge_id,
-                                  outcome=err.code, status=result.status.value,
-                                  media_type=media_type, evidence_sha256=digest,
-                                  reasons=_reasons(result), ear=ear, ear_expires_at=None,
-                                  now=now)
-                rejected = Submission(row.id, result, ear)
+                attestation_id = tx.record(
+                    device_id=target.device_id, outcome=err.code, status=result.status.value,
+                    media_type=media_type, evidence_sha256=digest, reasons=_reasons(result),
+                    ear=ear, ear_expires_at=None, update_device=False)
+                rejected = True
             else:
                 assert consumed.nonce is not None
+                material = self._material.for_generation(target.generation, now=now)
                 # The pure core (steps 1-7 of devattest.verifier.core).
                 result = verify(
                     evidence, media_type=media_type, expected_nonce=consumed.nonce,
-                    trust_anchors=material.anchors_for(device.instance_id),
+                    trust_anchors=material.anchors_for(target.instance_id),
                     reference_values=material.reference_values,
-                    policy=material.policy_for(device.model), now=now,
+                    policy=material.policy_for(target.model), now=now,
                     registry=self._registry, limits=self._limits, options=self._options,
                     result_ttl=self._result_ttl)
                 ear = self._signer.sign(result)
-                row = history.add(device_id=device_id, challenge_id=challenge_id,
-                                  outcome="appraised", status=result.status.value,
-                                  media_type=media_type, evidence_sha256=digest,
-                                  reasons=_reasons(result), ear=ear,
-                                  ear_expires_at=_expiry(result), now=now)
-                previous = device.status
-                device.status = result.status.value
-                device.latest_attestation_id = row.id
-                device.updated_at = now
-                if previous != device.status:
-                    WebhookRepository(s).enqueue(
-                        event="device.status_changed", now=now,
-                        payload=_event(device_id, previous, device.status, row.id, now))
-                accepted = Submission(row.id, result, ear)
+                status = result.status.value
+                attestation_id = tx.record(
+                    device_id=target.device_id, outcome="appraised", status=status,
+                    media_type=media_type, evidence_sha256=digest, reasons=_reasons(result),
+                    ear=ear, ear_expires_at=_expiry(result), update_device=True)
+                if target.status != status:
+                    tx.enqueue_webhooks(event="device.status_changed", payload=webhook_event(
+                        target.device_id, target.status, status, attestation_id, now))
         self._metrics.appraisal_seconds.observe(time.perf_counter() - started)
-        if rejected is not None:
-            self._metrics.appraisals.labels(rejected.result.status.value,
-                                            "nonce_rejected").inc()
-            raise Conflict(rejected.result.reasons[0][1], code=rejected.result.reasons[0][0],
-                           extra={"attestation_id": rejected.attestation_id,
-                                  "ear": rejected.ear,
-                                  "result": result_to_claims(rejected.result)})
-        self._metrics.appraisals.labels(accepted.result.status.value, "appraised").inc()
-        return accepted
+        if rejected:
+            self._metrics.appraisals.labels(result.status.value, "nonce_rejected").inc()
+            raise Conflict(result.reasons[0][1], code=result.reasons[0][0],
+                           extra={"attestation_id": attestation_id, "ear": ear,
+                                  "result": result_to_claims(result)})
+        self._metrics.appraisals.labels(result.status.value, "appraised").inc()
+        return Submission(attestation_id, result, ear)
 
 
 def _reasons(result: AttestationResult) -> list[Any]:
@@ -200,11 +221,3 @@ def _reasons(result: AttestationResult) -> list[Any]:
 
 def _expiry(result: AttestationResult) -> datetime | None:
     return None if result.exp is None else datetime.fromtimestamp(result.exp, UTC)
-
-
-def _event(device_id: str, previous: str, status: str, attestation_id: int,
-           now: datetime) -> str:
-    return json.dumps({"event": "device.status_changed", "device_id": device_id,
-                       "previous_status": previous, "status": status,
-                       "attestation_id": attestation_id, "at": now.isoformat()},
-                      separators=(",", ":"), sort_keys=True)

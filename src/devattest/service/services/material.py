@@ -218,6 +218,23 @@ class MaterialCache:
         self._lock = threading.Lock()
         self._current: Material | None = None
 
+    def for_generation(self, generation: int, *, now: datetime) -> Material:
+        """The material for a provisioning generation read in the caller's transaction:
+        no query at all while it is the cached one; otherwise a rebuild from the store
+        (which then holds that generation or a newer one).
+
+        Across replicas: every provisioning write bumps the generation in its own
+        transaction, and every appraisal reads it in its transaction, so an appraisal that
+        starts after a provisioning commit (on any replica) uses the new material.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        cur = self._current
+        if cur is not None and cur.generation == generation:
+            return cur
+        return self.get(now=now)
+
     def get(self, *, now: datetime) -> Material:
         """The current material (one small query when nothing changed).
 
