@@ -10,6 +10,8 @@ trailing bytes, excessive depth and oversized containers are each rejected with 
 
 from __future__ import annotations
 
+import threading
+from io import BytesIO
 from typing import Any
 
 import cbor2
@@ -26,6 +28,16 @@ from devattest.errors import (
 from devattest.model import DecodeLimits
 
 _MIN_FOR_AI = {24: 24, 25: 0x100, 26: 0x10000, 27: 0x100000000}
+
+_cbor_loads = cbor2.loads
+
+
+class _Encoder(threading.local):
+    """One reusable cbor2 encoder per thread (creating one per call costs more than the
+    encoding itself)."""
+
+    def __init__(self) -> None:
+        self.encode = cbor2.CBOREncoder(BytesIO()).encode_to_bytes
 
 
 def strict_loads(data: bytes, *, limits: DecodeLimits) -> Any:
@@ -55,12 +67,15 @@ def loads(data: bytes, *, limits: DecodeLimits) -> Any:
     if len(data) > limits.max_token_size:
         raise TokenTooLarge(f"evidence is {len(data)} bytes, limit {limits.max_token_size}")
     try:
-        value = cbor2.loads(data)
-        if cbor2.dumps(value) == data:
+        value = _cbor_loads(data)
+        if _ENCODER.encode(value) == data:
             return value
     except Exception:  # noqa: S110 - any failure falls through to the strict decoder
         pass
     return strict_loads(data, limits=limits)
+
+
+_ENCODER = _Encoder()
 
 
 def _head(data: bytes, pos: int) -> tuple[int, int, int]:

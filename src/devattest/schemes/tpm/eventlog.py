@@ -67,6 +67,7 @@ _U16 = Struct(">H")
 _LE_U16 = Struct("<H")
 _LE_U32 = Struct("<I")
 _LE_2U32 = Struct("<II")
+_N_COMPACT_PCRS = len(COMPACT_PCRS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,9 @@ class LogEvent:
     #: Reference-Value measurement: compact ``measurement``, TCG SHA-256 digest.
     measurement: bytes = b""
     event_type: int = 0
+    #: Compact logs: the event data every bank's digest is computed over
+    #: (:func:`compact_event_data`); empty for TCG events.
+    data: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +119,12 @@ def parse_compact(items: Any, *, max_events: int) -> EventLog:
         raise MalformedEventLog(f"{len(items)} events exceed the limit of {max_events}")
     events = []
     class_id = None
+    pack = _U16.pack
     for i, ev in enumerate(items):
         if not isinstance(ev, list) or len(ev) != 4:
             raise MalformedEventLog(f"event {i}: must be [pcr, name, version, measurement]")
         pcr, name, version, meas = ev
-        if type(pcr) is not int or pcr not in COMPACT_PCRS:
+        if type(pcr) is not int or not 0 <= pcr < _N_COMPACT_PCRS:
             raise MalformedEventLog(f"event {i}: PCR must be an integer 0-15")
         if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
             raise MalformedEventLog(f"event {i}: name must be 1-{MAX_NAME} characters")
@@ -127,6 +132,10 @@ def parse_compact(items: Any, *, max_events: int) -> EventLog:
             raise MalformedEventLog(f"event {i}: version must be text of <= {MAX_VERSION}")
         if not isinstance(meas, bytes) or not 0 < len(meas) <= MAX_EVENT_DATA:
             raise MalformedEventLog(f"event {i}: measurement must be a non-empty byte string")
+        # compact_event_data, inline: u16(len(name)) || name || u16(len(version)) || ...
+        n = name.encode()
+        v = version.encode() if version else b""
+        data = pack(len(n)) + n + pack(len(v)) + v + meas
         if name == CLASS_ID_EVENT:
             if class_id is not None:
                 raise MalformedEventLog("the device class is measured twice")
@@ -134,15 +143,18 @@ def parse_compact(items: Any, *, max_events: int) -> EventLog:
                 class_id = meas.decode("utf-8")
             except UnicodeDecodeError:
                 raise MalformedEventLog("the device class is not UTF-8") from None
-            events.append(LogEvent(pcr, {}, None, version, meas))
+            events.append(LogEvent(pcr, {}, None, version, meas, 0, data))
         else:
-            events.append(LogEvent(pcr, {}, name, version, meas))
+            events.append(LogEvent(pcr, {}, name, version, meas, 0, data))
     return EventLog("compact", tuple(events), None, 0, class_id)
 
 
 def _compact_digest(ev: LogEvent, alg: int) -> bytes:
-    name = ev.component if ev.component is not None else CLASS_ID_EVENT
-    digest: bytes = HASH_CTORS[alg](compact_event_data(name, ev.version, ev.measurement)).digest()
+    data = ev.data
+    if not data:  # a LogEvent built by hand rather than by parse_compact
+        name = ev.component if ev.component is not None else CLASS_ID_EVENT
+        data = compact_event_data(name, ev.version, ev.measurement)
+    digest: bytes = HASH_CTORS[alg](data).digest()
     return digest
 
 
@@ -249,25 +261,26 @@ def replay(log: EventLog, pcrs: dict[int, frozenset[int]] | dict[int, tuple[int,
             raise MalformedEventLog(
                 f"the event log has no {HASH_NAMES.get(alg, hex(alg))} digests")
         size = HASH_ALGS[alg][1]
-        vals = {}
-        for i in idx:
-            vals[i] = b"\0" * size
-            wanted_any.add(i)
+        vals = dict.fromkeys(idx, b"\0" * size)
+        wanted_any.update(idx)
         if 0 in vals and log.startup_locality:
             vals[0] = b"\0" * (size - 1) + bytes([log.startup_locality])
         out[alg] = vals
+    compact = log.format != "tcg"
+    banks = [(alg, vals, HASH_CTORS[alg]) for alg, vals in out.items()]
     for ev in log.events:
-        if ev.pcr not in wanted_any:
+        pcr = ev.pcr
+        if pcr not in wanted_any:
             ignored += 1
             continue
-        for alg, vals in out.items():
-            cur = vals.get(ev.pcr)
+        for alg, vals, h in banks:
+            cur = vals.get(pcr)
             if cur is None:
                 continue
-            d = ev.digests.get(alg) if log.format == "tcg" else _compact_digest(ev, alg)
+            d = _compact_digest(ev, alg) if compact else ev.digests.get(alg)
             if d is None:  # pragma: no cover - banks checked above
                 raise MalformedEventLog("event lacks a digest")
-            vals[ev.pcr] = HASH_CTORS[alg](cur + d).digest()
+            vals[pcr] = h(cur + d).digest()
     return out, ignored
 
 

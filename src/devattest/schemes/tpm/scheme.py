@@ -114,6 +114,9 @@ _SIG_HASHES: dict[int, hashes.HashAlgorithm] = {
 _HASH_FUNCS = {ALG_SHA256: hashlib.sha256, ALG_SHA384: hashlib.sha384,
                ALG_SHA512: hashlib.sha512, 0x0004: hashlib.sha1}
 _MAX_PCR = 32
+_EMPTY: dict[int, bytes] = {}
+#: SoftwareComponent.measurement_desc for each PCR index.
+_PCR_DESC = tuple(f"pcr {i}" for i in range(_MAX_PCR))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,14 +160,43 @@ def _decode_pcrs(value: Any) -> dict[int, dict[int, bytes]]:
     return out
 
 
-def _same_key(anchor_key: Any, ak: Public) -> bool:
-    if ak.type == ALG_ECC and isinstance(anchor_key, ec.EllipticCurvePublicKey):
+#: Derived data of Trust Anchor keys, per key object: ``id(key) -> (key, derived)``. The
+#: entry holds the key itself, so the ``id`` cannot be reused while the entry exists. What is
+#: cached is a function of the anchor alone (its public numbers), never of Evidence.
+_ANCHOR_DERIVED: dict[int, tuple[Any, tuple[int, int, int, int] | None]] = {}
+_ANCHOR_DERIVED_MAX = 4096
+_EC, _RSA = 1, 2
+
+
+def _anchor_numbers(anchor_key: Any) -> tuple[int, int, int, int] | None:
+    """``(kind, x or n, y or e, EC key bits or 0)`` of a Trust Anchor key, computed once per
+    key object (``public_numbers()`` costs a few microseconds); None for other key types."""
+    entry = _ANCHOR_DERIVED.get(id(anchor_key))
+    if entry is not None and entry[0] is anchor_key:
+        return entry[1]
+    derived: tuple[int, int, int, int] | None = None
+    if isinstance(anchor_key, ec.EllipticCurvePublicKey):
         n = anchor_key.public_numbers()
-        return (n.x == int.from_bytes(ak.x, "big") and n.y == int.from_bytes(ak.y, "big")
-                and anchor_key.curve.key_size == (256 if ak.curve_or_bits == 3 else 384))
-    if ak.type == ALG_RSA and isinstance(anchor_key, rsa.RSAPublicKey):
+        derived = (_EC, n.x, n.y, anchor_key.curve.key_size)
+    elif isinstance(anchor_key, rsa.RSAPublicKey):
         rn = anchor_key.public_numbers()
-        return rn.n == int.from_bytes(ak.x, "big") and rn.e == (ak.exponent or 65537)
+        derived = (_RSA, rn.n, rn.e, 0)
+    if len(_ANCHOR_DERIVED) >= _ANCHOR_DERIVED_MAX:
+        _ANCHOR_DERIVED.clear()
+    _ANCHOR_DERIVED[id(anchor_key)] = (anchor_key, derived)
+    return derived
+
+
+def _same_key(anchor_key: Any, ak: Public) -> bool:
+    nums = _anchor_numbers(anchor_key)
+    if nums is None:
+        return False
+    kind, a, b, bits = nums
+    if ak.type == ALG_ECC and kind == _EC:
+        return (a == int.from_bytes(ak.x, "big") and b == int.from_bytes(ak.y, "big")
+                and bits == (256 if ak.curve_or_bits == 3 else 384))
+    if ak.type == ALG_RSA and kind == _RSA:
+        return a == int.from_bytes(ak.x, "big") and b == (ak.exponent or 65537)
     return False
 
 
@@ -184,6 +216,7 @@ class TpmQuoteScheme:
                  max_events: int = 1024) -> None:
         self.pcr_selection = pcr_selection
         self._wanted = pcr_selection.normalised()
+        self._describe = pcr_selection.describe()
         self.max_events = max_events
 
     # --------------------------------------------------------------------- step 1
@@ -294,17 +327,21 @@ class TpmQuoteScheme:
         """
         ev: TpmQuoteEvidence = decoded
         at = ev.attest
-        # 5.1: exactly the requested selection (a narrowed quote hides PCRs).
-        if at.pcr_select.normalised() != self._wanted:
+        sel = at.pcr_select
+        # 5.1: exactly the requested selection (a narrowed quote hides PCRs). Equal banks in
+        #      the configured order are the common case; otherwise compare order-free.
+        same_sel = sel == self.pcr_selection
+        if not same_sel and sel.normalised() != self._wanted:
             raise PcrSelectionMismatch(
-                f"quote selects {at.pcr_select.describe()}, the Verifier requested "
+                f"quote selects {sel.describe()}, the Verifier requested "
                 f"{self.pcr_selection.describe()}", step="5.1")
         # 5.2: the PCR values hash (with the signing scheme's hash) to pcrDigest
         #      (TPM 2.0 Part 3 section 18.4: TPMS_QUOTE_INFO.pcrDigest).
         hfunc = _HASH_FUNCS[ev.signature.hash_alg]
+        pcr_values = ev.pcr_values
         parts = []
-        for alg, idx in at.pcr_select.banks:
-            bank = ev.pcr_values.get(alg, {})
+        for alg, idx in sel.banks:
+            bank = pcr_values.get(alg, _EMPTY)
             for i in idx:
                 v = bank.get(i)
                 if v is None:
@@ -312,7 +349,7 @@ class TpmQuoteScheme:
                         f"PCR {HASH_NAMES[alg]}:{i} is quoted but its value is missing",
                         step="5.2")
                 parts.append(v)
-        carried = sum(len(b) for b in ev.pcr_values.values())
+        carried = sum(len(b) for b in pcr_values.values())
         if carried != len(parts):
             raise PcrDigestMismatch("PCR values are carried for PCRs outside the quote",
                                     step="5.2")
@@ -320,32 +357,37 @@ class TpmQuoteScheme:
             raise PcrDigestMismatch("the PCR values do not match the quote's pcrDigest",
                                     step="5.2")
         # 5.3: replay the event log and compare with every quoted PCR.
-        wanted = {alg: idx for alg, idx in at.pcr_select.banks if idx}
+        wanted = {alg: idx for alg, idx in sel.banks if idx}
         replayed, ignored = replay(ev.event_log, wanted)
-        for alg, idx in wanted.items():
-            for i in idx:
-                if replayed[alg][i] != ev.pcr_values[alg][i]:
-                    raise EventLogMismatch(
-                        f"PCR {HASH_NAMES[alg]}:{i}: the event log replays to "
-                        f"{replayed[alg][i].hex()}, the quote has "
-                        f"{ev.pcr_values[alg][i].hex()}", step="5.3")
-        annotations: list[str] = []
+        if replayed != {alg: pcr_values[alg] for alg in wanted}:
+            for alg, idx in wanted.items():
+                for i in idx:
+                    if replayed[alg][i] != pcr_values[alg][i]:
+                        raise EventLogMismatch(
+                            f"PCR {HASH_NAMES[alg]}:{i}: the event log replays to "
+                            f"{replayed[alg][i].hex()}, the quote has "
+                            f"{pcr_values[alg][i].hex()}", step="5.3")
+            raise EventLogMismatch(  # pragma: no cover - the loop above finds the PCR
+                "the event log does not replay to the quoted PCR values", step="5.3")
+        annotations: tuple[str, ...] = ()
         if ignored:
-            annotations.append(f"{ignored} event(s) for PCRs outside the quote were ignored")
+            annotations = (f"{ignored} event(s) for PCRs outside the quote were ignored",)
         # 5.4: clockInfo.safe (TPM 2.0 Part 2 section 10.11.1).
-        findings: list[Finding] = []
+        findings: tuple[Finding, ...] = ()
         ci = at.clock_info
         if not ci.safe:
-            findings.append(Finding(
+            findings = (Finding(
                 "hardware", ar4si.UNSAFE_HARDWARE, "tpm_clock_unsafe",
                 "clockInfo.safe is NO: the TPM clock may repeat values after an unorderly "
-                "shutdown, so clock-based replay detection is weakened"))
+                "shutdown, so clock-based replay detection is weakened"),)
         # 5.5: the measured components, for Reference-Value appraisal in step 6.
-        selected_pcrs = {i for idx in wanted.values() for i in idx}
+        if len(wanted) == 1:
+            selected_pcrs: Any = next(iter(wanted.values()))
+        else:
+            selected_pcrs = {i for idx in wanted.values() for i in idx}
         comps = tuple(
-            SoftwareComponent(measurement_value=e.measurement, measurement_type=e.component,
-                              version=e.version,
-                              measurement_desc=f"pcr {e.pcr}")
+            SoftwareComponent(e.measurement, e.component, None, e.version, None,
+                              _PCR_DESC[e.pcr])
             for e in ev.event_log.events
             if e.component is not None and e.pcr in selected_pcrs)
         raw: dict[str | int, Any] = {
@@ -355,17 +397,17 @@ class TpmQuoteScheme:
             "restartCount": ci.restart_count,
             "safe": ci.safe,
             "firmwareVersion": at.firmware_version,
-            "pcrSelection": at.pcr_select.describe(),
+            "pcrSelection": self._describe if same_sel else sel.describe(),
             "pcrs": {HASH_NAMES[a]: {str(i): v.hex() for i, v in sorted(b.items())}
-                     for a, b in ev.pcr_values.items()},
+                     for a, b in pcr_values.items()},
             "eventLog": ev.event_log.format,
             "qualifiedSigner": at.qualified_signer.hex(),
         }
         return Claims(
             profile=PROFILE, nonce=at.extra_data, instance_id=ev.ak_name,
             class_id=ev.event_log.class_id, software_components=comps,
-            boot_count=ci.reset_count, raw=raw, annotations=tuple(annotations),
-            findings=tuple(findings))
+            boot_count=ci.reset_count, raw=raw, annotations=annotations,
+            findings=findings)
 
     def instance_id_for_key(self, key: KeyAnchor) -> bytes | None:
         """Not derivable from a bare key (the TPM name hashes the whole TPMT_PUBLIC); the

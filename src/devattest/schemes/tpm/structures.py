@@ -192,7 +192,18 @@ _BITS = tuple(tuple(tuple(8 * i + bit for bit in range(8) if b & (1 << bit))
                     for b in range(256)) for i in range(MAX_PCR_SELECT))
 
 
+_ONE_BANK_3 = Struct(">IHB3B")
+
+
 def _pcr_selection(r: _Reader) -> PcrSelection:
+    # Fast path: one bank with a 3-byte select (PC Client's 24 PCRs), the common quote.
+    # It performs the same checks as the general loop below (count, bank, sizeofSelect).
+    d, p = r.data, r.pos
+    if len(d) >= p + 10:
+        count, alg, size, b0, b1, b2 = _ONE_BANK_3.unpack_from(d, p)
+        if count == 1 and size == 3 and alg in HASH_ALGS:
+            r.pos = p + 10
+            return PcrSelection(((alg, _BITS[0][b0] + _BITS[1][b1] + _BITS[2][b2]),))
     count = r.u32()
     if count > MAX_PCR_BANKS:
         raise MalformedTpmStructure(f"{r.what}: {count} PCR banks, the maximum is "
@@ -284,8 +295,22 @@ def parse_attest(data: Any) -> Attest:
     r = _Reader(d, "TPMS_ATTEST")
     r.pos = p + _CLOCK_FW.size
     sel = _pcr_selection(r)
-    digest = r.tpm2b(MAX_DIGEST, "pcrDigest")
-    r.end()
+    p = r.pos
+    if p + 2 <= n:
+        # pcrDigest (TPM2B_DIGEST), the last field: exactly the remaining bytes.
+        (size,) = _U16.unpack_from(d, p)
+        if size > MAX_DIGEST:
+            raise MalformedTpmStructure(
+                f"TPMS_ATTEST: pcrDigest is {size} bytes, the maximum is {MAX_DIGEST}")
+        p += 2
+        if p + size > n:
+            raise MalformedTpmStructure(f"TPMS_ATTEST: truncated at byte {r.pos + 2}")
+        if p + size != n:
+            raise MalformedTpmStructure(f"TPMS_ATTEST: {n - p - size} trailing bytes")
+        digest = d[p:p + size]
+    else:
+        digest = r.tpm2b(MAX_DIGEST, "pcrDigest")  # raises: truncated
+        r.end()  # pragma: no cover - tpm2b raised
     return Attest(magic, st, signer, extra, ClockInfo(clock, reset, restart, bool(safe)), fw,
                   sel, digest)
 
@@ -302,13 +327,26 @@ class Signature:
     s: bytes
 
 
+_SIG_HEAD = Struct(">HHH")
+_ECC_SIG_ALGS = frozenset({ALG_ECDSA, ALG_ECDAA, ALG_SM2, ALG_ECSCHNORR})
+
+
 def parse_signature(data: Any) -> Signature:
     """Unmarshal a TPMT_SIGNATURE.
 
     Raises:
         MalformedTpmStructure: unknown scheme, truncated, oversized or trailing bytes.
     """
-    r = _Reader(_bounded(data, MAX_SIGNATURE_SIZE, "TPMT_SIGNATURE"), "TPMT_SIGNATURE")
+    d = _bounded(data, MAX_SIGNATURE_SIZE, "TPMT_SIGNATURE")
+    # Fast path: a well-formed ECDSA-family signature, in straight-line code; anything else
+    # (or any bound exceeded) goes through the reader below, which names the error.
+    if len(d) >= 6:
+        alg, halg, rs = _SIG_HEAD.unpack_from(d, 0)
+        if alg in _ECC_SIG_ALGS and rs <= MAX_ECC_PARAM and len(d) >= 8 + rs:
+            (ss,) = _U16.unpack_from(d, 6 + rs)
+            if ss <= MAX_ECC_PARAM and len(d) == 8 + rs + ss:
+                return Signature(alg, halg, d[6:6 + rs], d[8 + rs:])
+    r = _Reader(d, "TPMT_SIGNATURE")
     alg = r.u16()
     if alg in (ALG_ECDSA, ALG_ECDAA, ALG_SM2, ALG_ECSCHNORR):
         halg = r.u16()
