@@ -111,6 +111,8 @@ _REQUIRED_KEYS = frozenset({1, 2, 3, 4, 5})
 _ALLOWED_KEYS = frozenset({1, 2, 3, 4, 5, 6})
 _SIG_HASHES: dict[int, hashes.HashAlgorithm] = {
     ALG_SHA256: hashes.SHA256(), ALG_SHA384: hashes.SHA384(), ALG_SHA512: hashes.SHA512()}
+#: One (immutable) signature-algorithm object per hash, instead of one per appraisal.
+_ECDSA: dict[int, ec.ECDSA] = {alg: ec.ECDSA(h) for alg, h in _SIG_HASHES.items()}
 _HASH_FUNCS = {ALG_SHA256: hashlib.sha256, ALG_SHA384: hashlib.sha384,
                ALG_SHA512: hashlib.sha512, 0x0004: hashlib.sha1}
 _MAX_PCR = 32
@@ -301,7 +303,7 @@ class TpmQuoteScheme:
             if sig.sig_alg == ALG_ECDSA and isinstance(pub, ec.EllipticCurvePublicKey):
                 der = encode_dss_signature(int.from_bytes(sig.r, "big"),
                                            int.from_bytes(sig.s, "big"))
-                pub.verify(der, ev.attest_bytes, ec.ECDSA(h))
+                pub.verify(der, ev.attest_bytes, _ECDSA[sig.hash_alg])
             elif sig.sig_alg == ALG_RSASSA and isinstance(pub, rsa.RSAPublicKey):
                 pub.verify(sig.r, ev.attest_bytes, padding.PKCS1v15(), h)
             elif sig.sig_alg == ALG_RSAPSS and isinstance(pub, rsa.RSAPublicKey):
@@ -315,17 +317,18 @@ class TpmQuoteScheme:
                                    step="3.4") from None
         return ()
 
-    # --------------------------------------------------------------------- step 5
-    def extract_claims(self, decoded: Any, *, now: int, options: VerifyOptions) -> Claims:
-        """Step 5: PCR selection, PCR digest, event-log replay, clock; then the claims.
+    def check_quoted_pcrs(self, ev: TpmQuoteEvidence) -> bool:
+        """Steps 5.1 and 5.2 alone: the quote selects exactly the requested PCRs, and the
+        carried PCR values hash to its ``pcrDigest``. :meth:`extract_claims` runs this first;
+        it is separate so that benchmarks can time the quote check without the event log.
+
+        Returns:
+            True when the selection is the configured one in its order (else equal order-free).
 
         Raises:
             PcrSelectionMismatch: the quote does not cover exactly the requested PCRs.
             PcrDigestMismatch: the carried PCR values do not hash to ``pcrDigest``.
-            EventLogMismatch: the event log does not replay to the quoted PCR values.
-            MalformedEventLog: the log lacks a bank the quote covers.
         """
-        ev: TpmQuoteEvidence = decoded
         at = ev.attest
         sel = at.pcr_select
         # 5.1: exactly the requested selection (a narrowed quote hides PCRs). Equal banks in
@@ -356,6 +359,23 @@ class TpmQuoteScheme:
         if hfunc(b"".join(parts)).digest() != at.pcr_digest:
             raise PcrDigestMismatch("the PCR values do not match the quote's pcrDigest",
                                     step="5.2")
+        return same_sel
+
+    # --------------------------------------------------------------------- step 5
+    def extract_claims(self, decoded: Any, *, now: int, options: VerifyOptions) -> Claims:
+        """Step 5: PCR selection, PCR digest, event-log replay, clock; then the claims.
+
+        Raises:
+            PcrSelectionMismatch: the quote does not cover exactly the requested PCRs.
+            PcrDigestMismatch: the carried PCR values do not hash to ``pcrDigest``.
+            EventLogMismatch: the event log does not replay to the quoted PCR values.
+            MalformedEventLog: the log lacks a bank the quote covers.
+        """
+        ev: TpmQuoteEvidence = decoded
+        at = ev.attest
+        sel = at.pcr_select
+        same_sel = self.check_quoted_pcrs(ev)
+        pcr_values = ev.pcr_values
         # 5.3: replay the event log and compare with every quoted PCR.
         wanted = {alg: idx for alg, idx in sel.banks if idx}
         replayed, ignored = replay(ev.event_log, wanted)
