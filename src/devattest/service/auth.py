@@ -77,6 +77,20 @@ class Authenticator:
             return _device_from_certificate(peer_cert_der, revocation=self._revocation)
         raise Unauthorized()
 
+    def cached(self, authorization: str | None) -> Principal | None:
+        """The caller from the positive cache, without I/O (None: call
+        :meth:`authenticate`)."""
+        if not self._ttl or not authorization:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        hit = self._cache.get(hash_token(token))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
     def _by_token(self, token: str) -> Principal:
         key = hash_token(token)
         now = time.monotonic()

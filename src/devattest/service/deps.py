@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from devattest.service.auth import Principal
@@ -15,7 +16,9 @@ from devattest.service.tls import peer_certificate_der
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer dat_...`")
 
 
-def _context(request: Request) -> AppContext:
+# The dependencies are coroutines: FastAPI runs a plain ``def`` dependency in the thread
+# pool, a hop per dependency per request.
+async def _context(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -23,18 +26,23 @@ def _context(request: Request) -> AppContext:
 Ctx = Annotated[AppContext, Depends(_context)]
 
 
-def _principal(request: Request, ctx: Ctx,
-               creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-               ) -> Principal:
+async def _principal(request: Request, ctx: Ctx,
+                     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+                     ) -> Principal:
     header = f"Bearer {creds.credentials}" if creds is not None else (
         request.headers.get("authorization"))
-    return ctx.auth.authenticate(header, peer_certificate_der(dict(request.scope)))
+    cached = ctx.auth.cached(header)
+    if cached is not None:
+        return cached
+    # A token look-up (database) or a certificate check: in the thread pool.
+    return await run_in_threadpool(ctx.auth.authenticate, header,
+                                   peer_certificate_der(dict(request.scope)))
 
 
 Caller = Annotated[Principal, Depends(_principal)]
 
 
-def _now() -> datetime:
+async def _now() -> datetime:
     return datetime.now(UTC)
 
 

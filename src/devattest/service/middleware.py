@@ -74,6 +74,8 @@ class AccessLogMiddleware:
         self.app = app
         self.metrics = metrics
         self.log = log
+        # Labelled children, looked up once per (method, route, status).
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,8 +96,15 @@ class AccessLogMiddleware:
             elapsed = time.perf_counter() - started
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
-            self.metrics.latency.labels(template).observe(elapsed)
+            key = (scope["method"], template, status)
+            children = self._children.get(key)
+            if children is None:
+                children = (self.metrics.requests.labels(key[0], template, str(status)),
+                            self.metrics.latency.labels(template))
+                if len(self._children) < 10_000:
+                    self._children[key] = children
+            children[0].inc()
+            children[1].observe(elapsed)
             if self.log:
                 _log.info("request", extra={
                     "method": scope["method"], "path": scope.get("path"), "route": template,
