@@ -4,19 +4,22 @@ the :class:`~devattest.service.context.AppContext` that :func:`create_app` build
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import import_module
 from importlib.metadata import version as _dist_version
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from devattest.errors import DevattestError, StoreError
 from devattest.schemes import SchemeRegistry
 from devattest.service.context import AppContext, build_context
+from devattest.service.fastlane import HotRoutes
 from devattest.service.middleware import AccessLogMiddleware, BodyLimitMiddleware
 from devattest.service.problems import ApiError
 from devattest.service.routes import (
@@ -84,10 +87,24 @@ def create_app(settings: Settings | None = None, *, registry: SchemeRegistry | N
         # The dashboard sits above the service in the layers contract: loaded by name.
         import_module("devattest.dashboard").install(app)
     _install_error_handlers(app)
+    app.add_middleware(HotRoutes, ctx=ctx, route_for=_route_finder(app))
     app.add_middleware(AccessLogMiddleware, metrics=ctx.metrics, log=settings.access_log)
     app.add_middleware(BodyLimitMiddleware, evidence_limit=settings.max_evidence_bytes,
                        default_limit=settings.max_body_bytes)
     return app
+
+
+def _route_finder(app: FastAPI) -> Callable[[str], Any]:
+    """The API route with a given path template (for the access log's route label)."""
+    found: dict[str, Any] = {}
+
+    def route_for(path: str) -> Any:
+        if path not in found:
+            found[path] = next((r for r in app.routes
+                                if isinstance(r, APIRoute) and r.path == path), None)
+        return found[path]
+
+    return route_for
 
 
 def create_app_from_env() -> FastAPI:

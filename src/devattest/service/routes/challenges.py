@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from devattest.ear import result_to_claims
 from devattest.service.deps import Caller, Ctx, Now
+from devattest.service.fastlane import challenge_body, evidence_body
 from devattest.service.problems import UnsupportedMedia
-from devattest.service.routes._common import b64url, errors, read_body
+from devattest.service.routes._common import errors, read_body
 from devattest.service.schemas import ChallengeCreate, ChallengePublic, EvidenceResult
 
 router = APIRouter(prefix="/v1/challenges", tags=["challenge-response"])
 ChallengeId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
 
-def _json(value: dict[str, Any], status: int) -> Response:
-    """A JSON response serialised once by orjson (the ``response_model`` of each route
-    documents the shape; FastAPI passes a Response through without re-validating it)."""
-    return Response(orjson.dumps(value, option=orjson.OPT_UTC_Z), status_code=status,
-                    media_type="application/json")
+# The well-formed requests of these two routes are served by service.fastlane.HotRoutes
+# (the same service calls and bodies); these handlers answer the rest, and describe both
+# routes in the OpenAPI document. Responses are built once with orjson (the
+# ``response_model`` documents the shape; FastAPI passes a Response through as it is).
 
 
 @router.post("", status_code=201, response_model=ChallengePublic,
@@ -32,8 +31,8 @@ async def create_challenge(body: ChallengeCreate, ctx: Ctx, caller: Caller, now:
     """Issue a nonce bound to ``device_id`` (roles: relying-party, device for itself)."""
     ch = await run_in_threadpool(lambda: ctx.attestation.issue_challenge(
         caller, device_id=body.device_id, nonce_size=body.nonce_size, now=now))
-    return _json({"id": ch.id, "device_id": ch.device_id, "nonce": b64url(ch.nonce),
-                  "expires_at": ch.expires_at}, 201)
+    return Response(challenge_body(ch.id, ch.device_id, ch.nonce, ch.expires_at),
+                    status_code=201, media_type="application/json")
 
 
 @router.post("/{challenge_id}/evidence", response_model=EvidenceResult,
@@ -57,5 +56,5 @@ async def submit_evidence(challenge_id: ChallengeId, request: Request, ctx: Ctx,
     sub = await run_in_threadpool(lambda: ctx.attestation.submit_evidence(
         caller, challenge_id=challenge_id, evidence=evidence, media_type=media_type,
         now=now))
-    return _json({"attestation_id": sub.attestation_id, "ear": sub.ear,
-                  "result": result_to_claims(sub.result)}, 200)
+    return Response(evidence_body(sub.attestation_id, sub.ear, result_to_claims(sub.result)),
+                    media_type="application/json")
