@@ -1,8 +1,15 @@
 """Strict CBOR decoding (RFC 8949) under :class:`DecodeLimits`.
 
-Two paths give one answer:
+Three paths give one answer:
 
-* The fast path decodes with cbor2's C decoder, walks the result once (iteratively) for
+* With the optional native scanner (``devattest.cose._cbor_scan``, built from
+  ``_cbor_scan.c`` when a C compiler is available), one pass over the bytes checks
+  everything :func:`_strict_walk` checks, and an accepted input goes straight to cbor2's C
+  decoder. A violation it finds is named by the walker; an input it cannot judge on its own
+  (indefinite lengths, non-preferred heads, float or boolean map keys, very large maps) goes
+  to the walker. Setting ``DEVATTEST_NO_EXTENSIONS`` (to anything non-empty) at import time
+  turns the scanner off.
+* Without it, the fast path decodes with cbor2's C decoder, walks the result once (iteratively) for
   depth, container sizes and plain types, and re-encodes it: when the re-encoding equals the
   input byte for byte, the input is preferred-serialization CBOR with no duplicate map keys,
   no trailing bytes and no indefinite lengths, and is accepted.
@@ -17,10 +24,12 @@ is at the depth of its tag either way).
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
+from collections.abc import Callable
 from io import BytesIO
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import cbor2
 
@@ -43,6 +52,28 @@ REFUSED_TAGS: Final = frozenset({25, 28, 29, 35, 36, 256})
 
 _loads = cbor2.loads
 _CBORTag = cbor2.CBORTag
+
+_Scan = Callable[[bytes, int, int], "tuple[int, int] | None"]
+_scan: _Scan | None
+try:
+    from devattest.cose._cbor_scan import scan as _scan
+except ImportError:  # built without a C compiler: the pure-Python fast path below
+    _scan = None
+if os.environ.get("DEVATTEST_NO_EXTENSIONS"):
+    _scan = None
+
+#: The native scanner's result codes (see _cbor_scan.c), as the errors they stand for.
+_SCAN_SLOW_PATH: Final = 9
+_SCAN_ERRORS: Final[dict[int, type[Exception]]] = {
+    1: NestingTooDeep,
+    2: TooManyItems,
+    3: DuplicateMapKey,
+    4: TrailingBytes,
+    5: TruncatedEvidence,
+    6: InvalidCbor,
+    7: UnexpectedTag,
+    8: UnsupportedCbor,
+}
 
 
 class _Encoder(threading.local):
@@ -85,14 +116,29 @@ def strict_loads(data: bytes, *, limits: DecodeLimits) -> Any:
     n = len(data)
     if n > limits.max_token_size:
         raise TokenTooLarge(f"token is {n} bytes, the limit is {limits.max_token_size}")
+    scan = _scan
+    if scan is not None:
+        found = scan(data, limits.max_depth, limits.max_container_items)
+        if found is None:
+            # One well-formed item within the limits: cbor2's value is the strict value.
+            try:
+                return _loads(data)
+            except Exception as exc:
+                _undecodable(data, limits, exc)
+        code, offset = found
+        # The walker decides (and names a violation with its own message). A violation the
+        # scanner found and the walker did not is still a rejection: fail closed.
+        _strict_walk(data, limits)
+        if code != _SCAN_SLOW_PATH:
+            raise _SCAN_ERRORS.get(code, InvalidCbor)(f"strict CBOR violation at byte {offset}")
+        try:
+            return _loads(data)
+        except Exception as exc:
+            _undecodable(data, limits, exc)
     try:
         obj = _loads(data)
     except Exception as exc:  # any decoder failure: the walker names it
-        _strict_walk(data, limits)
-        if isinstance(exc, RecursionError) or "depth" in str(exc):
-            # cbor2's C decoder stops at depth 400 whatever limits.max_depth says.
-            raise NestingTooDeep("nesting deeper than the CBOR decoder supports") from None
-        raise InvalidCbor("CBOR item could not be decoded (invalid tag content)") from None
+        _undecodable(data, limits, exc)
     if _plain_within_limits(obj, limits, n):
         try:
             if _reencode(obj) == data:
@@ -101,6 +147,16 @@ def strict_loads(data: bytes, *, limits: DecodeLimits) -> Any:
             pass
     _strict_walk(data, limits)
     return obj
+
+
+def _undecodable(data: bytes, limits: DecodeLimits, exc: Exception) -> NoReturn:
+    """cbor2 could not decode ``data``: raise the walker's violation, or say why cbor2
+    stopped on an item the walker accepts."""
+    _strict_walk(data, limits)
+    if isinstance(exc, RecursionError) or "depth" in str(exc):
+        # cbor2's C decoder stops at depth 400 whatever limits.max_depth says.
+        raise NestingTooDeep("nesting deeper than the CBOR decoder supports") from None
+    raise InvalidCbor("CBOR item could not be decoded (invalid tag content)") from None
 
 
 def _plain_within_limits(obj: Any, limits: DecodeLimits, n: int, depth: int = 0) -> bool:
@@ -290,7 +346,7 @@ def _strict_walk(data: bytes, limits: DecodeLimits) -> None:
                 raise UnexpectedTag(f"CBOR tag {arg} is not accepted in Evidence")
             if pos >= n:
                 raise TruncatedEvidence("tag without content")
-            counted = (data[pos] >> 5) >= 4  # content is an array, map or tag
+            counted = 4 <= (data[pos] >> 5) <= 6  # content is an array, map or tag
             if counted:
                 if depth >= max_depth:
                     raise NestingTooDeep(f"nesting deeper than {max_depth}")
