@@ -13,6 +13,7 @@ from typing import Any, Final, Literal
 
 import cbor2
 
+from devattest.cose import _cbor
 from devattest.cose._algorithms import (
     HDR_ALG,
     HDR_CONTENT_TYPE,
@@ -182,7 +183,11 @@ def _decode_fast(data: bytes, limits: DecodeLimits, options: VerifyOptions,
     """The common case in a few microseconds: cbor2's C decoder, a shape check, and a
     byte-for-byte comparison with the preferred encoding of what was decoded (which rules out
     trailing bytes, non-preferred or indefinite lengths, extra tags and duplicate keys in the
-    unprotected header). None sends the input to the authoritative path in decode_cose."""
+    unprotected header). With the native scanner, its verdict replaces the comparison. None
+    sends the input to the authoritative path in decode_cose."""
+    scan = _cbor._scan
+    if scan is not None and scan(data, limits.max_depth, limits.max_container_items) is not None:
+        return None
     try:
         obj = _loads(data)
     except Exception:
@@ -212,6 +217,10 @@ def _decode_fast(data: bytes, limits: DecodeLimits, options: VerifyOptions,
     if (type(protected_bytes) is not bytes or type(unprotected) is not dict
             or type(payload) is not bytes or type(signature) is not bytes):
         return None
+    if scan is not None:
+        # The whole token is strict CBOR within the limits (_cbor_scan.c).
+        return _message(kind, protected_bytes, unprotected, payload, signature, tagged,
+                        cwt_tagged, limits)
     # Nesting: each tag around a tag or an array, the array, then the header map.
     enclosing = cwt_tagged + tagged + 1
     if enclosing >= limits.max_depth or limits.max_container_items < 4:
