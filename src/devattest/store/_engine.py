@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,6 +106,20 @@ class Store:
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(self.engine.execution_options(**{_WRITE: True}),
                                     expire_on_commit=False)
+        db = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        self._gate = _SqliteWriteGate(Path(db)) if db else None
+
+    @contextmanager
+    def write_gate(self) -> Iterator[None]:
+        """Hold this around a write transaction: on SQLite, writers queue here (a thread
+        lock, then an ``flock`` shared by the processes on the database) and wake as soon
+        as the previous writer is done, instead of polling SQLite's lock with the busy
+        handler's sleeps (1 to 100 ms each: the latency tail). No-op on PostgreSQL."""
+        if self._gate is None:
+            yield
+        else:
+            with self._gate:
+                yield
 
     @property
     def dialect(self) -> str:
@@ -117,7 +133,7 @@ class Store:
         Raises:
             StoreError: the database failed (the original error is chained).
         """
-        with self._writer() as session:
+        with self.write_gate(), self._writer() as session:
             try:
                 with session.begin():
                     yield session
@@ -151,6 +167,38 @@ class Store:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+class _SqliteWriteGate:
+    """One SQLite writer at a time: a re-entrant thread lock (a nested write in one thread
+    goes on to SQLite's own lock, as before), then an exclusive ``flock`` on
+    ``<database>.write-lock`` across processes (released by the kernel if a process dies)."""
+
+    def __init__(self, database: Path) -> None:
+        self._path = database.with_name(database.name + ".write-lock")
+        self._lock = threading.RLock()
+        self._fd: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._depth == 0:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth += 1
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._depth -= 1
+            if self._depth == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
 
 
 def open_store(url: str, *, migrate_schema: bool = True, **engine_kwargs: Any) -> Store:

@@ -245,7 +245,7 @@ class HotPath:
             StoreError: the database failed.
         """
         try:
-            with self._single.begin() as conn:
+            with self._store.write_gate(), self._single.begin() as conn:
                 row = conn.execute(_ISSUE, {"p_id": challenge_id, "p_device": device_id,
                                             "p_nonce": nonce, "p_now": now,
                                             "p_exp": expires_at}).first()
@@ -281,7 +281,7 @@ class HotPath:
             StoreError: the database failed (the original error is chained).
         """
         try:
-            with self._writer.begin() as conn:
+            with self._store.write_gate(), self._writer.begin() as conn:
                 yield SubmissionTx(conn, challenge_id, now=now, postgres=self._pg)
         except SQLAlchemyError as exc:
             raise StoreError(f"database error: {type(exc).__name__}") from exc
