@@ -14,6 +14,7 @@ is the FastAPI routes'.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,6 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from devattest.ear import result_to_claims
 from devattest.errors import DevattestError, StoreError
 from devattest.service.auth import Principal
 from devattest.service.context import AppContext
@@ -123,8 +123,7 @@ class HotRoutes:
         sub = await run_in_threadpool(lambda: self.ctx.attestation.submit_evidence(
             caller, challenge_id=challenge_id, evidence=body, media_type=media_type,
             now=now))
-        await _send_json(send, 200, evidence_body(sub.attestation_id, sub.ear,
-                                                  result_to_claims(sub.result)))
+        await _send_json(send, 200, evidence_body(sub.attestation_id, sub.ear))
         return True
 
 
@@ -135,9 +134,14 @@ def challenge_body(challenge_id: str, device_id: str, nonce: bytes,
                          "expires_at": expires_at}, option=orjson.OPT_UTC_Z)
 
 
-def evidence_body(attestation_id: int, ear: str, claims: dict[str, Any]) -> bytes:
-    """The ``EvidenceResult`` JSON."""
-    return orjson.dumps({"attestation_id": attestation_id, "ear": ear, "result": claims})
+def evidence_body(attestation_id: int, ear: str) -> bytes:
+    """The ``EvidenceResult`` JSON. ``result`` is the EAR's payload, the JSON claims-set the
+    signer produced (RFC 7515 section 7.1: the second segment), copied in as it is: exactly
+    the claims that were signed, with no second serialisation."""
+    payload = ear.split(".", 2)[1]
+    claims = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    return b'{"attestation_id":%d,"ear":"%s","result":%s}' % (attestation_id, ear.encode(),
+                                                               claims)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

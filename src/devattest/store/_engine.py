@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devattest.errors import ConfigurationError, StoreError
@@ -73,8 +74,37 @@ def create_store_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20
                                              "check_same_thread": False})
         _install_sqlite_hooks(engine, sqlite_busy_timeout_ms)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
-                         pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+    _install_idle_ping(engine)
+    return engine
+
+
+#: A pooled PostgreSQL connection idle longer than this is pinged before use.
+IDLE_PING_SECONDS = 1.0
+
+
+def _install_idle_ping(engine: Engine) -> None:
+    """Ping a pooled connection before use only if it sat idle for over a second.
+
+    ``pool_pre_ping`` costs a round trip on every checkout (two per attestation). A
+    connection in steady use needs none: a server restart shows up as a disconnect error on
+    its next statement, SQLAlchemy then invalidates the pool, and that one request is
+    answered 503. An idle connection (the likely stale one) is pinged; if the ping fails
+    the pool discards it and checks out another (SQLAlchemy's pessimistic recipe).
+    """
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["devattest_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("devattest_idle_since")
+        if since is None or time.monotonic() - since <= IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError("stale pooled connection") from exc
 
 
 def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:

@@ -221,3 +221,28 @@ def test_webhook_queue_leases_retries_with_backoff_and_dead_letters(store: Store
     with store.read() as s:
         letters = WebhookRepository(s).dead_letters()
         assert len(letters) == 1 and letters[0].attempts == 3 and letters[0].last_error == "boom"
+
+
+def test_replaces_a_pooled_connection_killed_while_idle(store: Store,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No pre-ping on every checkout (a round trip per transaction); a connection idle for
+    longer than IDLE_PING_SECONDS is pinged, and a dead one replaced before use."""
+    if store.dialect != "postgresql":
+        pytest.skip("a PostgreSQL server-side disconnect")
+    from sqlalchemy import text
+
+    import devattest.store._engine as engine_module
+
+    _device(store)
+    store.dispose()
+    victim = store.engine.connect()
+    other = store.engine.connect()
+    pid = victim.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    victim.close()  # back in the pool, first in line
+    other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    other.commit()
+    other.close()
+    monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 0.0)
+    for _ in range(2):  # both pooled connections, the dead one pinged and replaced
+        with store.read() as s:
+            assert DeviceRepository(s).get("dev-1") is not None

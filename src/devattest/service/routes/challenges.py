@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from devattest.ear import result_to_claims
 from devattest.service.deps import Caller, Ctx, Now
 from devattest.service.fastlane import challenge_body, evidence_body
 from devattest.service.problems import UnsupportedMedia
@@ -56,5 +55,4 @@ async def submit_evidence(challenge_id: ChallengeId, request: Request, ctx: Ctx,
     sub = await run_in_threadpool(lambda: ctx.attestation.submit_evidence(
         caller, challenge_id=challenge_id, evidence=evidence, media_type=media_type,
         now=now))
-    return Response(evidence_body(sub.attestation_id, sub.ear, result_to_claims(sub.result)),
-                    media_type="application/json")
+    return Response(evidence_body(sub.attestation_id, sub.ear), media_type="application/json")
