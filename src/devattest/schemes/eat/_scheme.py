@@ -26,8 +26,6 @@ from devattest.cose import (
     CoseMessage,
     decode_cose,
     strict_loads,
-    verify_mac0,
-    verify_sign1,
 )
 from devattest.errors import (
     AlgorithmError,
@@ -49,6 +47,7 @@ from devattest.model import (
     VerifyOptions,
     ar4si,
 )
+from devattest.schemes._cose import verify_cose_integrity
 from devattest.schemes.eat._claims import (
     DebugStatus,
     EatClaimsSet,
@@ -239,20 +238,7 @@ class EatScheme:
             UnknownCriticalHeader: ``crit`` names a header this verifier does not understand.
             ClaimsError: the authenticated claims set breaks a claim or profile rule.
         """
-        msg = decoded.message
-        pub = key.public_key
-        if msg.kind == "mac0":
-            if not isinstance(pub, (bytes, bytearray)):
-                raise AlgorithmError(
-                    "a COSE_Mac0 token needs a symmetric key; the Trust Anchor is a public key",
-                    step="3")
-            notes = verify_mac0(msg, bytes(pub), options=options)
-        else:
-            if isinstance(pub, (bytes, bytearray)):
-                raise AlgorithmError(
-                    "a COSE_Sign1 token needs a public key; the Trust Anchor is a symmetric "
-                    "key", step="3")
-            notes = verify_sign1(msg, pub, options=options)
+        notes = verify_cose_integrity(decoded.message, key, options=options)
         if decoded.claims_error is not None:
             raise decoded.claims_error
         return notes

@@ -21,11 +21,12 @@ from typing import Any, ClassVar
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from devattest.cose import CoseMessage, decode_cose, strict_loads, verify_mac0, verify_sign1
-from devattest.errors import AlgorithmError, ClaimsError, MalformedClaims
+from devattest.cose import CoseMessage, decode_cose, strict_loads
+from devattest.errors import ClaimsError, MalformedClaims
 from devattest.model import Claims, DecodeLimits, KeyAnchor, KeyHints, VerifyOptions
 from devattest.model._fast import fast_constructor
 from devattest.model.evidence import new_claims, new_key_hints
+from devattest.schemes._cose import verify_cose_integrity
 from devattest.schemes.psa._claims import (
     ParsedPsa,
     debug_enabled,
@@ -153,21 +154,7 @@ class PsaScheme:
             UnknownCriticalHeader: ``crit`` names a header this verifier does not understand.
             ClaimsError: the authenticated claims set breaks the profile (a subclass says how).
         """
-        msg = decoded.message
-        pub = key.public_key
-        if msg.kind == "mac0":
-            # 3.1: a MAC needs a symmetric key; never key an HMAC with public-key bytes.
-            if not isinstance(pub, (bytes, bytearray)):
-                raise AlgorithmError(
-                    "a COSE_Mac0 token needs a symmetric key; the Trust Anchor is a public key",
-                    step="3")
-            notes = verify_mac0(msg, bytes(pub), options=options)
-        else:
-            if isinstance(pub, (bytes, bytearray)):
-                raise AlgorithmError(
-                    "a COSE_Sign1 token needs a public key; the Trust Anchor is a symmetric "
-                    "key", step="3")
-            notes = verify_sign1(msg, pub, options=options)
+        notes = verify_cose_integrity(decoded.message, key, options=options)
         # 3.2: the authenticated claims set must be well-formed before step 4 uses its nonce.
         if decoded.claims_error is not None:
             raise decoded.claims_error
