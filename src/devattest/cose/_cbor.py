@@ -5,14 +5,14 @@ Three paths give one answer:
 * With the optional native scanner (``devattest.cose._cbor_scan``, built from
   ``_cbor_scan.c`` when a C compiler is available), one pass over the bytes checks
   everything :func:`_strict_walk` checks, and an accepted input goes straight to cbor2's C
-  decoder. A violation it finds is named by the walker; an input it cannot judge on its own
-  (indefinite lengths, non-preferred heads, float or boolean map keys, very large maps) goes
-  to the walker. Setting ``DEVATTEST_NO_EXTENSIONS`` (to anything non-empty) at import time
-  turns the scanner off.
-* Without it, the fast path decodes with cbor2's C decoder, walks the result once (iteratively) for
-  depth, container sizes and plain types, and re-encodes it: when the re-encoding equals the
-  input byte for byte, the input is preferred-serialization CBOR with no duplicate map keys,
-  no trailing bytes and no indefinite lengths, and is accepted.
+  decoder. A violation it finds is named by the walker; input it does not judge on its own
+  (indefinite lengths, non-preferred heads, float or boolean map keys, maps of more than 64
+  pairs) takes the next path. ``DEVATTEST_NO_EXTENSIONS`` set to anything non-empty at
+  import time turns the scanner off.
+* Without it, the fast path decodes with cbor2's C decoder, walks the result once
+  (iteratively) for depth, container sizes and plain types, and re-encodes it: when the
+  re-encoding equals the input byte for byte, the input is preferred-serialization CBOR with
+  no duplicate map keys, no trailing bytes and no indefinite lengths, and is accepted.
 * Anything else goes to :func:`_strict_walk`, an iterative pure-Python walker over the bytes
   that is authoritative: it raises the exact violation, or accepts a valid non-preferred
   encoding (the value cbor2 decoded is then returned).
@@ -126,15 +126,12 @@ def strict_loads(data: bytes, *, limits: DecodeLimits) -> Any:
             except Exception as exc:
                 _undecodable(data, limits, exc)
         code, offset = found
-        # The walker decides (and names a violation with its own message). A violation the
-        # scanner found and the walker did not is still a rejection: fail closed.
-        _strict_walk(data, limits)
         if code != _SCAN_SLOW_PATH:
+            # The walker names the violation with its own message. One the scanner found and
+            # the walker did not is still a rejection: fail closed.
+            _strict_walk(data, limits)
             raise _SCAN_ERRORS.get(code, InvalidCbor)(f"strict CBOR violation at byte {offset}")
-        try:
-            return _loads(data)
-        except Exception as exc:
-            _undecodable(data, limits, exc)
+        # Input the scanner leaves to Python (a large map, a non-preferred head): below.
     try:
         obj = _loads(data)
     except Exception as exc:  # any decoder failure: the walker names it
