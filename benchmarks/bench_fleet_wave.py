@@ -8,7 +8,12 @@ and the ratio to the two-core raw P-256 verify limit (2 x the single-core
 ``cryptography`` ECDSA P-256 verify rate measured in the same run).
 
     .venv/bin/python benchmarks/bench_fleet_wave.py [--devices 10000] [--replicas 2]
+        [--workers 4] [--batch 64]
         [--pg-url postgresql://postgres@127.0.0.1:5432/postgres] [--mqtt mqtt://host:port]
+
+``--batch N`` lets each Verifier worker take up to N waiting messages and process the events
+and the Evidence among them in one transaction each (``--batch 1``: one message per
+transaction, the path before batching).
 
 Everything runs on this machine: the devices' signing and MQTT clients share the two cores
 with the Verifier replicas, Mosquitto and PostgreSQL.
@@ -61,6 +66,7 @@ def replica_main(args: argparse.Namespace) -> None:
     from devattest.lifecycle import LifecycleRules
     from devattest.service.context import build_context
     from devattest.service.settings import Settings
+    from devattest.transport.batch import BatchAppraiser
     from devattest.transport.coordinator import LifecycleCoordinator
     from devattest.transport.mqtt import MqttSettings
     from devattest.transport.mqtt_service import MqttVerifierBridge
@@ -71,10 +77,12 @@ def replica_main(args: argparse.Namespace) -> None:
                                  challenge_ttl_seconds=600))
     coordinator = LifecycleCoordinator(
         ctx.store, ctx.attestation,
-        rules=LifecycleRules(default_deadline=timedelta(seconds=600)))
+        rules=LifecycleRules(default_deadline=timedelta(seconds=600)),
+        appraiser=BatchAppraiser.from_context(ctx) if args.batch > 1 else None)
     bridge = MqttVerifierBridge(coordinator, MqttSettings.from_url(args.mqtt),
                                 workers=args.workers, sweep_interval=0,
-                                client_id=f"bench-replica-{os.getpid()}").start()
+                                client_id=f"bench-replica-{os.getpid()}",
+                                batch_size=max(1, args.batch)).start()
     print("ready", flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     bridge.stop()
@@ -86,6 +94,8 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--workers", type=int, default=4, help="threads per replica")
     ap.add_argument("--per-link", type=int, default=500, help="devices per MQTT connection")
+    ap.add_argument("--batch", type=int, default=64,
+                    help="messages per Verifier batch (1: one message per transaction)")
     ap.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--mqtt", default=None, help="broker URL (default: a private Mosquitto)")
     ap.add_argument("--timeout", type=float, default=1800.0)
@@ -142,7 +152,8 @@ def main() -> None:
             for _ in range(args.replicas):
                 p = subprocess.Popen(
                     [sys.executable, __file__, "--replica", "--db", db, "--mqtt", mqtt_url,
-                     "--data-dir", str(data_dir), "--workers", str(args.workers)],
+                     "--data-dir", str(data_dir), "--workers", str(args.workers),
+                     "--batch", str(args.batch)],
                     stdout=subprocess.PIPE, text=True)
                 procs.append(p)
             for p in procs:
@@ -182,7 +193,8 @@ def main() -> None:
             print(f"{done}/{len(devices)} results in {elapsed:.1f}s -> {rate:,.0f} results/s; "
                   f"statuses {statuses}")
             print(f"ratio to the two-core raw verify limit: {rate / (2 * raw):.3f}")
-            print(f"| {len(devices)} | {args.replicas} x {args.workers} | {elapsed:.1f} | "
+            print(f"| {len(devices)} | {args.replicas} x {args.workers}, batch {args.batch} | "
+                  f"{elapsed:.1f} | "
                   f"{rate:,.0f} | {2 * raw:,.0f} | {rate / (2 * raw):.3f} | {missing} |")
         finally:
             for link in links:

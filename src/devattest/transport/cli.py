@@ -90,6 +90,7 @@ def bridge_command(
     from devattest.service.context import build_context
     from devattest.service.settings import Settings
     from devattest.store import migrate
+    from devattest.transport.batch import BatchAppraiser
     from devattest.transport.coordinator import LifecycleCoordinator, quarantine_when_untrusted
     from devattest.transport.mqtt import MqttSettings
     from devattest.transport.mqtt_service import MqttVerifierBridge
@@ -100,7 +101,8 @@ def bridge_command(
         coordinator = LifecycleCoordinator(
             ctx.store, ctx.attestation,
             rules=LifecycleRules(default_deadline=timedelta(seconds=deadline)),
-            quarantine_hooks=[quarantine_when_untrusted])
+            quarantine_hooks=[quarantine_when_untrusted],
+            appraiser=BatchAppraiser.from_context(ctx))
         settings = MqttSettings.from_url(mqtt, ca_file=ca_file, cert_file=cert_file,
                                          key_file=key_file)
         if username is not None:

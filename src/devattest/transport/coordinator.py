@@ -24,13 +24,19 @@ import dataclasses
 import hashlib
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from devattest.errors import LifecycleError, MalformedLifecycleEvent
+from devattest.errors import (
+    DevattestError,
+    LifecycleError,
+    MalformedLifecycleEvent,
+    StoreError,
+)
 from devattest.lifecycle import (
     DEFAULT_RULES,
     AttestationDue,
@@ -49,7 +55,7 @@ from devattest.lifecycle import (
     record_result,
 )
 from devattest.service.auth import Principal
-from devattest.service.problems import ApiError, Conflict
+from devattest.service.problems import ApiError, Conflict, NotFound
 from devattest.store import (
     AttestationRepository,
     DeviceFilter,
@@ -60,12 +66,15 @@ from devattest.store import (
     WebhookRepository,
     receipt_key,
 )
+from devattest.store.batch_repo import LIFECYCLE_COLUMNS, BatchRepository
+from devattest.store.hotpath import INACTIVE_STATES, webhook_event
 from devattest.store.lifecycle_repo import (
     DeviceLifecycleRecord,
     LifecycleEventRecord,
     ReceiptState,
 )
 from devattest.store.models import Challenge, Device
+from devattest.transport.batch import Appraisal, BatchAppraiser
 
 _log = logging.getLogger("devattest.transport.coordinator")
 
@@ -140,6 +149,16 @@ class EventOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class EvidenceItem:
+    """One Evidence message for :meth:`LifecycleCoordinator.submit_evidence_batch`."""
+
+    device_id: str
+    challenge_id: str
+    evidence: bytes
+    media_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class EvidenceOutcome:
     """What submitting one piece of Evidence did.
 
@@ -185,14 +204,19 @@ class LifecycleCoordinator:
             quarantines the device.
         listeners: called on every posture change after it is committed (the MQTT bridge
             publishes ``.../status``). Webhooks are queued in the same transaction.
+        appraiser: enables the batch paths (:meth:`submit_evidence_batch`,
+            :meth:`report_events`): many messages per transaction, appraised with the pure
+            core. Without it those methods process one message at a time.
     """
 
     def __init__(self, store: Store, attestation: AttestationPort, *,
                  rules: LifecycleRules = DEFAULT_RULES, nonce_size: int = 32,
                  receipt_lease: timedelta = timedelta(seconds=30),
                  quarantine_hooks: Sequence[QuarantineHook] = (),
-                 listeners: Sequence[Callable[[PostureChange], None]] = ()) -> None:
+                 listeners: Sequence[Callable[[PostureChange], None]] = (),
+                 appraiser: BatchAppraiser | None = None) -> None:
         self.store = store
+        self.appraiser = appraiser
         self.attestation = attestation
         self.rules = rules
         self._nonce_size = nonce_size
@@ -502,6 +526,367 @@ class LifecycleCoordinator:
                 ResultSummary(result.status.value, at=now, requested_at=requested_at,
                               reasons=reasons, challenge_id=challenge_id))
 
+    # -- batches ----------------------------------------------------------------------------
+    def submit_evidence_batch(self, items: Sequence[EvidenceItem], *, now: datetime
+                              ) -> list[EvidenceOutcome]:
+        """Appraise many Evidence messages in one write transaction (one outcome per item,
+        in order), with the same guarantees as :meth:`submit_evidence`:
+
+        1. claim every receipt (one multi-row ``INSERT ... ON CONFLICT DO NOTHING``): a
+           redelivery whose receipt is done is answered from it (``duplicate``); one whose
+           receipt another worker holds goes the one-at-a-time way after this batch; a
+           repeat inside the batch gets the first one's answer;
+        2. read every challenge with its device, the devices locked in id order; refuse an
+           unknown challenge, an unsupported media type, or a challenge issued to another
+           device, before anything is consumed;
+        3. consume the nonces (one ``UPDATE ... RETURNING``); appraise each consumed one with
+           the pure core and sign the EAR; a replayed or expired nonce gets the signed
+           contraindicated result (recorded, as the service records it);
+        4. append the history rows, set the devices' results, record the results in the
+           lifecycle records, queue webhooks, complete the receipts: all in the same
+           transaction, so a crash keeps all of it or none (the redelivery then starts over).
+
+        Without an appraiser this is :meth:`submit_evidence` per item.
+
+        Raises:
+            StoreError: the database failed (nothing of the batch was committed).
+        """
+        if self.appraiser is None:
+            return [self.submit_evidence(i.device_id, challenge_id=i.challenge_id,
+                                         evidence=i.evidence, media_type=i.media_type, now=now)
+                    for i in items]
+        keys = [receipt_key(i.challenge_id, i.evidence) for i in items]
+        digests = [hashlib.sha256(i.evidence).hexdigest() for i in items]
+        first: dict[str, int] = {}
+        for idx, k in enumerate(keys):
+            first.setdefault(k, idx)
+        messages: dict[int, dict[str, Any]] = {}
+        done_before: set[int] = set()
+        fallback: set[int] = set()
+        changes: dict[int, PostureChange] = {}
+        with self.store.write() as s:
+            repo = BatchRepository(s.connection())
+            unique = sorted(first.values())
+            won = repo.claim_receipts(
+                [{"key": keys[i], "challenge_id": items[i].challenge_id[:64],
+                  "device_id": items[i].device_id[:128], "evidence_sha256": digests[i]}
+                 for i in unique], now=now, lease_until=now + self._lease)
+            held = [i for i in unique if keys[i] not in won]
+            existing = repo.existing_receipts([keys[i] for i in held]) if held else {}
+            for i in held:
+                r = existing.get(keys[i])
+                if r is not None and r.state == "done":
+                    messages[i] = {**(r.result or {}), "duplicate": True}
+                    done_before.add(i)
+                else:  # held by a one-at-a-time worker (or its lease expired): that path
+                    fallback.add(i)
+            work = [i for i in unique if keys[i] in won]
+            self._appraise_batch(repo, items, work, digests, messages, changes, now=now)
+            repo.complete_receipts([(keys[i], messages[i]) for i in work], now=now)
+        out: list[EvidenceOutcome] = []
+        for idx, it in enumerate(items):
+            src = first[keys[idx]]
+            if src in fallback:
+                out.append(self.submit_evidence(it.device_id, challenge_id=it.challenge_id,
+                                                evidence=it.evidence,
+                                                media_type=it.media_type, now=now))
+            elif src != idx or src in done_before:
+                out.append(EvidenceOutcome(it.device_id, it.challenge_id,
+                                           {**messages[src], "duplicate": True},
+                                           duplicate=True))
+            else:
+                change = changes.get(idx)
+                published = self._after_commit([change], now=now, hooks=True) \
+                    if change is not None else ()
+                out.append(EvidenceOutcome(it.device_id, it.challenge_id, messages[idx],
+                                           changes=published))
+        return out
+
+    def _appraise_batch(self, repo: BatchRepository, items: Sequence[EvidenceItem],
+                        work: Sequence[int], digests: Sequence[str],
+                        messages: dict[int, dict[str, Any]],
+                        changes: dict[int, PostureChange], *, now: datetime) -> None:
+        appraiser = self.appraiser
+        assert appraiser is not None
+        # 2. The challenges and their devices (locked), checked before anything is consumed.
+        targets = repo.evidence_targets([items[i].challenge_id for i in work])
+        valid: list[int] = []
+        for i in work:
+            it = items[i]
+            base = {"challenge_id": it.challenge_id, "device_id": it.device_id}
+            target = targets.get(it.challenge_id)
+            try:
+                if target is None:
+                    raise NotFound(f"no challenge {it.challenge_id!r}")
+                appraiser.check_media_type(it.media_type)
+            except ApiError as exc:
+                messages[i] = {**base, "error": {"code": exc.error_code,
+                                                 "message": exc.message}}
+                continue
+            if target.device_id != it.device_id:
+                messages[i] = {**base, "error": {
+                    "code": "challenge_for_another_device",
+                    "message": "the challenge was issued to another device"}}
+                continue
+            valid.append(i)
+        # 3. Consume the nonces, exactly once each; appraise (pure core) and sign.
+        consumed, refused = repo.consume_nonces([items[i].challenge_id for i in valid],
+                                                now=now)
+        used: set[str] = set()
+        appraised: list[tuple[int, Appraisal]] = []
+        for i in valid:
+            it = items[i]
+            target = targets[it.challenge_id]
+            nonce = consumed.get(it.challenge_id)
+            if nonce is not None and it.challenge_id not in used:
+                used.add(it.challenge_id)
+                a = appraiser.appraise(it.evidence, media_type=it.media_type, nonce=nonce,
+                                       generation=target.generation,
+                                       instance_id=target.instance_id, model=target.model,
+                                       now=now)
+            elif nonce is not None or it.challenge_id in refused:
+                # A second submission for one challenge in this batch, or a nonce used or
+                # expired before: recorded as a signed contraindicated result.
+                replayed, expected = (True, nonce) if nonce is not None else \
+                    refused[it.challenge_id]
+                a = appraiser.refuse(it.evidence, media_type=it.media_type,
+                                     replayed=replayed, expected_nonce=expected, now=now)
+            else:  # the challenge vanished (pruned) since it was read
+                messages[i] = {"challenge_id": it.challenge_id, "device_id": it.device_id,
+                               "error": {"code": NotFound.code,
+                                         "message": f"no challenge {it.challenge_id!r}"}}
+                continue
+            appraised.append((i, a))
+        # 4. History, device results, lifecycle records and webhooks, set-based.
+        ids = repo.insert_history([
+            {"device_id": targets[items[i].challenge_id].device_id,
+             "challenge_id": items[i].challenge_id, "outcome": a.outcome, "status": a.status,
+             "media_type": items[i].media_type[:200], "evidence_sha256": digests[i],
+             "reasons": a.reasons, "ear": a.ear, "ear_expires_at": a.ear_expires_at,
+             "created_at": now} for i, a in appraised])
+        tracked = self._track(repo, {t.device_id: (t.model, t.owner, t.lifecycle_state)
+                                     for t in (targets[items[i].challenge_id]
+                                               for i, _ in appraised)}, now=now)
+        status = {t.device_id: t.status for t in targets.values()}
+        results: dict[str, tuple[str, str, int]] = {}
+        hooks: list[tuple[str, str]] = []
+        satisfied: list[tuple[str, str | None]] = []
+        for (i, a), attestation_id in zip(appraised, ids, strict=True):
+            it = items[i]
+            target = targets[it.challenge_id]
+            dev = target.device_id
+            refusal = a.outcome != "appraised"
+            reasons = a.reasons[:1] if refusal else a.reasons
+            message: dict[str, Any] = {"challenge_id": it.challenge_id, "device_id": dev,
+                                       "status": a.status, "ear": a.ear,
+                                       "attestation_id": attestation_id, "reasons": reasons}
+            if not refusal:
+                if status[dev] != a.status:
+                    hooks.append(("device.status_changed", webhook_event(
+                        dev, status[dev], a.status, attestation_id, now)))
+                status[dev] = a.status
+                results[dev] = (dev, a.status, attestation_id)
+            summary = ResultSummary(a.status, at=now, requested_at=target.issued_at,
+                                    reasons=tuple((r["code"], r["message"]) for r in reasons),
+                                    challenge_id=it.challenge_id)
+            tr = tracked[dev]
+            change = self._step(tr, record_result(tr.pure, summary), now=now,
+                                satisfied_by=it.challenge_id, satisfied=satisfied)
+            if change is not None:
+                changes[i] = change
+                hooks.append(("device.posture_changed", _canonical(change.as_message())))
+            message["posture"] = tr.rec["posture"]
+            message["posture_reason"] = tr.rec["posture_reason"]
+            messages[i] = message
+        repo.set_device_results(list(results.values()), now=now)
+        self._write_tracked(repo, tracked, satisfied, now=now)
+        repo.enqueue_webhooks(hooks, now=now)
+
+    def report_events(self, items: Sequence[tuple[str, Mapping[str, Any]]], *, now: datetime,
+                      source: str = "device") -> list[EventOutcome | DevattestError]:
+        """Record many lifecycle events and issue the challenges they call for, in one write
+        transaction (one outcome per item, in order; a refused event's outcome is its error,
+        as :meth:`report_event` would raise it). Same rules as :meth:`report_event`: a
+        repeated event adds no second deadline and, while unanswered, gets a fresh
+        challenge; a suspended or decommissioned device gets none.
+
+        Without an appraiser this is :meth:`report_event` per item.
+
+        Raises:
+            StoreError: the database failed (nothing of the batch was committed).
+        """
+        out: list[EventOutcome | DevattestError | None] = [None] * len(items)
+        if self.appraiser is None:
+            for idx, (device_id, message) in enumerate(items):
+                try:
+                    out[idx] = self.report_event(device_id, message, now=now, source=source)
+                except StoreError:
+                    raise
+                except DevattestError as exc:
+                    out[idx] = exc
+            return [o for o in out if o is not None]
+        eids: list[tuple[str, str] | None] = []
+        for idx, (device_id, message) in enumerate(items):
+            client_id = message.get("event_id") if isinstance(message, Mapping) else None
+            if client_id is not None and (not isinstance(client_id, str) or
+                                          not 0 < len(client_id) <= 100):
+                out[idx] = MalformedLifecycleEvent("event_id must be a string of 1-100 "
+                                                   "characters")
+                eids.append(None)
+                continue
+            if client_id is None:
+                client_id = f"{source}-{now.timestamp():.6f}-{id(message)}"
+            eids.append((event_key(device_id, client_id), client_id))
+        challenges: list[dict[str, Any]] = []
+        issued: dict[int, IssuedChallenge | None] = {}
+        changes: dict[int, PostureChange] = {}
+        duplicate: set[int] = set()
+        with self.store.write() as s:
+            repo = BatchRepository(s.connection())
+            wanted = sorted({items[i][0] for i, e in enumerate(eids) if e is not None})
+            rows = repo.lock_devices(wanted)
+            tracked = self._track(repo, {d: (r.model, r.owner, r.lifecycle_state)
+                                         for d, r in rows.items()}, now=now)
+            seen = repo.find_events([e[0] for e in eids if e is not None])
+            recorded: dict[str, bool] = {}  # recorded in this batch -> still due
+            new_events: list[dict[str, Any]] = []
+            satisfied: list[tuple[str, str | None]] = []
+            hooks: list[tuple[str, str]] = []
+            for idx, ((device_id, message), e) in enumerate(zip(items, eids, strict=True)):
+                if e is None:
+                    continue
+                eid, client_id = e
+                tr = tracked.get(device_id)
+                if tr is None:
+                    out[idx] = LifecycleError(f"no device {device_id!r} in the inventory")
+                    continue
+                if eid in seen or eid in recorded:
+                    row = seen.get(eid)
+                    still_due = recorded[eid] if row is None else \
+                        (row.deadline is not None and row.satisfied_at is None)
+                    # A repeated event: no second deadline; while still unanswered, a fresh
+                    # challenge (the previous one may have been lost in a broker restart).
+                    issued[idx] = self._batch_challenge(tr, eid, now, challenges) \
+                        if still_due else None
+                    duplicate.add(idx)
+                    continue
+                try:
+                    event = parse_event(message, device_id=device_id, event_id=eid,
+                                        received_at=now)
+                    after = apply_event(tr.pure, event, rules=self.rules)
+                except DevattestError as exc:
+                    out[idx] = exc
+                    continue
+                due = after.pending[-1] if after.pending and \
+                    after.pending[-1].event_id == eid else None
+                new_events.append({"event_id": eid, "device_id": device_id,
+                                   "kind": event.kind.value,
+                                   "details": {**event.details, "client_event_id": client_id},
+                                   "source": source, "at": now,
+                                   "deadline": due.deadline if due else None})
+                recorded[eid] = due is not None
+                change = self._step(tr, after, now=now, satisfied_by=None, satisfied=satisfied)
+                if change is not None:
+                    changes[idx] = change
+                    hooks.append(("device.posture_changed", _canonical(change.as_message())))
+                issued[idx] = None if event.kind is EventKind.DECOMMISSION else \
+                    self._batch_challenge(tr, eid, now, challenges)
+            repo.add_events(new_events)
+            self._write_tracked(repo, tracked, satisfied, now=now)
+            repo.issue_challenges(challenges)
+            repo.enqueue_webhooks(hooks, now=now)
+        assert self.appraiser is not None
+        self.appraiser.challenge_issued(len(challenges))
+        for idx, e in enumerate(eids):
+            if out[idx] is not None or e is None:
+                continue
+            change = changes.get(idx)
+            published = self._after_commit([change], now=now) if change is not None else ()
+            out[idx] = EventOutcome(items[idx][0], e[0], duplicate=idx in duplicate,
+                                    challenge=issued.get(idx), changes=published)
+        return [o for o in out if o is not None]
+
+    def _batch_challenge(self, tr: _Tracked, event_id: str, now: datetime,
+                         rows: list[dict[str, Any]]) -> IssuedChallenge | None:
+        """A challenge for a tracked device (None when it is suspended or decommissioned:
+        the service would refuse it too); its row is inserted with the batch."""
+        assert self.appraiser is not None
+        if tr.inventory in INACTIVE_STATES:
+            _log.info("no challenge for %s: device %s", tr.device_id, tr.inventory)
+            return None
+        ch = IssuedChallenge(tr.device_id, secrets.token_hex(16),
+                             secrets.token_bytes(self._nonce_size),
+                             now + self.appraiser.challenge_ttl, event_id)
+        rows.append({"id": ch.challenge_id, "device_id": ch.device_id, "nonce": ch.nonce,
+                     "created_at": now, "expires_at": ch.expires_at})
+        return ch
+
+    def _track(self, repo: BatchRepository, devices: Mapping[str, tuple[str, str, str]], *,
+               now: datetime) -> dict[str, _Tracked]:
+        """The lifecycle of each (locked) device: ``device_id -> (model, owner, inventory
+        state)``; a missing lifecycle record is created, as :meth:`_load` does."""
+        ids = sorted(devices)
+        recs: dict[str, dict[str, Any]] = {
+            d: {c: r._mapping[c] for c in LIFECYCLE_COLUMNS}
+            for d, r in repo.lifecycle_records(ids).items()}
+        missing = [d for d in ids if d not in recs]
+        for d in missing:
+            recs[d] = {"state": _FROM_INVENTORY.get(devices[d][2],
+                                                    LifecycleState.PROVISIONED).value,
+                       "state_reason": "", "firmware_version": "", "latest_status": None,
+                       "latest_at": None, "latest_requested_at": None, "latest_reasons": [],
+                       "latest_challenge_id": None, "next_deadline": None,
+                       "posture": "unknown", "posture_reason": "", "updated_at": now}
+        repo.create_lifecycle_records([{"device_id": d, **recs[d]} for d in missing])
+        pending = repo.pending_events(ids)
+        out: dict[str, _Tracked] = {}
+        for d in ids:
+            model, owner, inventory = devices[d]
+            out[d] = _Tracked(d, owner, inventory, recs[d],
+                              _pure_of(d, model, owner, recs[d], pending.get(d, [])))
+        return out
+
+    def _step(self, tr: _Tracked, after: DeviceLifecycle, *, now: datetime,
+              satisfied_by: str | None, satisfied: list[tuple[str, str | None]]
+              ) -> PostureChange | None:
+        """:meth:`_save` on a tracked device, in memory (written by :meth:`_write_tracked`)."""
+        before = tr.pure
+        gone = {d.event_id for d in before.pending} - {d.event_id for d in after.pending}
+        satisfied.extend((e, satisfied_by) for e in sorted(gone))
+        if after.owner != tr.owner or INVENTORY_STATE[after.state] != tr.inventory:
+            tr.owner, tr.inventory = after.owner, INVENTORY_STATE[after.state]
+            tr.facts_changed = True
+        rec = tr.rec
+        rec["state"] = after.state.value
+        rec["state_reason"] = after.state_reason
+        rec["firmware_version"] = after.firmware_version
+        if after.latest is not None and after.latest != before.latest:
+            rec["latest_status"] = after.latest.status
+            rec["latest_at"] = after.latest.at
+            rec["latest_requested_at"] = after.latest.requested_at
+            rec["latest_reasons"] = [list(r) for r in after.latest.reasons]
+            rec["latest_challenge_id"] = after.latest.challenge_id
+        rec["next_deadline"] = min((d.deadline for d in after.pending), default=None)
+        posture = assess(after, now=now, rules=self.rules)
+        previous, previous_state = rec["posture"], before.state
+        rec["posture"] = posture.posture.value
+        rec["posture_reason"] = posture.reason
+        rec["updated_at"] = now
+        tr.pure = after
+        tr.changed = True
+        if previous == posture.posture.value and previous_state is after.state:
+            return None
+        return PostureChange(tr.device_id, previous, posture, after.state, previous_state)
+
+    @staticmethod
+    def _write_tracked(repo: BatchRepository, tracked: Mapping[str, _Tracked],
+                       satisfied: Sequence[tuple[str, str | None]], *, now: datetime) -> None:
+        repo.satisfy_events(satisfied, now=now)
+        repo.save_lifecycle([{"device_id": d, **t.rec} for d, t in tracked.items()
+                             if t.changed])
+        repo.set_device_facts([(d, t.owner, t.inventory) for d, t in tracked.items()
+                               if t.facts_changed], now=now)
+
     # -- operator actions, sweeps and views --------------------------------------------------
     def quarantine(self, device_id: str, *, reason: str, now: datetime,
                    _notify: bool = True) -> PostureChange | None:
@@ -584,21 +969,51 @@ class LifecycleCoordinator:
         return out
 
 
+@dataclass(slots=True)
+class _Tracked:
+    """One device's lifecycle inside a batch transaction (its device row is locked)."""
+
+    device_id: str
+    owner: str
+    inventory: str
+    rec: dict[str, Any]
+    pure: DeviceLifecycle
+    changed: bool = False
+    facts_changed: bool = False
+
+
+def _canonical(message: Mapping[str, Any]) -> str:
+    return json.dumps(message, sort_keys=True, separators=(",", ":"))
+
+
 def _to_pure(device: Device, rec: DeviceLifecycleRecord,
              pending: Sequence[LifecycleEventRecord]) -> DeviceLifecycle:
+    return _pure_of(device.id, device.model, device.owner,
+                    {"latest_status": rec.latest_status, "latest_at": rec.latest_at,
+                     "latest_requested_at": rec.latest_requested_at,
+                     "latest_reasons": rec.latest_reasons,
+                     "latest_challenge_id": rec.latest_challenge_id,
+                     "firmware_version": rec.firmware_version, "state": rec.state,
+                     "state_reason": rec.state_reason}, pending)
+
+
+def _pure_of(device_id: str, model: str, owner: str, rec: Mapping[str, Any],
+             pending: Sequence[Any]) -> DeviceLifecycle:
+    """The pure record from a lifecycle row (a mapping of its columns) and the device's
+    pending events (objects with ``event_id``, ``kind``, ``at``, ``deadline``)."""
     latest = None
-    if rec.latest_status is not None and rec.latest_at is not None:
-        latest = ResultSummary(rec.latest_status, at=rec.latest_at,
-                               requested_at=rec.latest_requested_at or rec.latest_at,
+    if rec["latest_status"] is not None and rec["latest_at"] is not None:
+        latest = ResultSummary(rec["latest_status"], at=rec["latest_at"],
+                               requested_at=rec["latest_requested_at"] or rec["latest_at"],
                                reasons=tuple((str(r[0]), str(r[1])) for r in
-                                             rec.latest_reasons if len(r) == 2),
-                               challenge_id=rec.latest_challenge_id)
+                                             rec["latest_reasons"] or () if len(r) == 2),
+                               challenge_id=rec["latest_challenge_id"])
     dues = tuple(AttestationDue(e.event_id, EventKind(e.kind), e.at, e.deadline)
                  for e in pending if e.deadline is not None)
-    return DeviceLifecycle(device.id, model=device.model, owner=device.owner,
-                           firmware_version=rec.firmware_version,
-                           state=LifecycleState(rec.state), pending=dues, latest=latest,
-                           state_reason=rec.state_reason)
+    return DeviceLifecycle(device_id, model=model, owner=owner,
+                           firmware_version=rec["firmware_version"],
+                           state=LifecycleState(rec["state"]), pending=dues, latest=latest,
+                           state_reason=rec["state_reason"])
 
 
 def _challenge_time(s: Any, challenge_id: str) -> datetime | None:
@@ -621,6 +1036,7 @@ __all__ = [
     "SERVICE_PRINCIPAL",
     "AttestationPort",
     "EventOutcome",
+    "EvidenceItem",
     "EvidenceOutcome",
     "IssuedChallenge",
     "LifecycleCoordinator",

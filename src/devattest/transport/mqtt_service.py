@@ -8,7 +8,11 @@ decides everything.
 * QoS 1 with manual acknowledgements: a message is acknowledged only after it was
   processed (committed); a replica that dies before that gets it redelivered to another
   one, and the coordinator's receipts make the redelivery harmless.
-* Work runs on a small thread pool, never on paho's network thread.
+* Work runs on a small thread pool, never on paho's network thread. A worker takes every
+  message waiting (up to ``batch_size``) and, when the coordinator has an appraiser, hands
+  the events and the Evidence to its batch paths: one write transaction per kind and batch.
+  The batch's messages are acknowledged after that commit; a store failure leaves all of
+  them unacknowledged (redelivered).
 * A sweeper re-assesses devices whose attestation deadline passed and publishes them as
   overdue.
 """
@@ -27,7 +31,12 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from devattest.errors import DevattestError, StoreError, TransportError
-from devattest.transport.coordinator import IssuedChallenge, LifecycleCoordinator, PostureChange
+from devattest.transport.coordinator import (
+    EvidenceItem,
+    IssuedChallenge,
+    LifecycleCoordinator,
+    PostureChange,
+)
 from devattest.transport.mqtt import (
     MqttSettings,
     challenge_message,
@@ -67,13 +76,16 @@ class MqttVerifierBridge:
         clock: the time source (tests pass a fake one).
         sweep_interval: seconds between overdue sweeps (0: no sweeper).
         client_id: the MQTT client id (stable per replica, so its session survives).
+        batch_size: most messages a worker processes in one batch.
     """
 
     def __init__(self, coordinator: LifecycleCoordinator, settings: MqttSettings, *,
                  workers: int = 4, clock: Callable[[], datetime] = _utcnow,
                  sweep_interval: float = 1.0, client_id: str | None = None,
-                 publisher: Callable[[str, bytes, bool], None] | None = None) -> None:
+                 publisher: Callable[[str, bytes, bool], None] | None = None,
+                 batch_size: int = 64) -> None:
         self.coordinator = coordinator
+        self.batch_size = max(1, batch_size)
         self.settings = settings
         self.clock = clock
         self.client_id = client_id or f"devattest-verifier-{secrets.token_hex(4)}"
@@ -153,20 +165,105 @@ class MqttVerifierBridge:
             msg = self._work.get()
             if msg is None:
                 return
+            batch = [msg]
+            stop = False
+            while len(batch) < self.batch_size:
+                try:
+                    more = self._work.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            if len(batch) == 1 or self.coordinator.appraiser is None:
+                for m in batch:
+                    self._process_one(m)
+            else:
+                self._process_batch(batch)
+            if stop:
+                return
+
+    def _process_one(self, msg: mqtt.MQTTMessage | _Local) -> None:
+        try:
+            self.handle(msg.topic, bytes(msg.payload))
+        except StoreError:
+            # Not acknowledged: the broker redelivers it after a reconnect.
+            _log.exception("store failure on %s; leaving it unacknowledged", msg.topic)
+            return
+        except Exception:
+            _log.exception("failed to process %s", msg.topic)
+        self._ack(msg)
+
+    def _ack(self, msg: mqtt.MQTTMessage | _Local) -> None:
+        if isinstance(msg, _Local):
+            return
+        try:
+            self._client.ack(msg.mid, msg.qos)
+        except Exception:  # the connection dropped meanwhile: redelivery will follow
+            _log.debug("ack of %s failed", msg.mid)
+
+    def _process_batch(self, batch: list[mqtt.MQTTMessage | _Local]) -> None:
+        """Events, then Evidence, each kind in one coordinator batch (one transaction);
+        anything else one at a time. Acknowledged after the commit."""
+        now = self.clock()
+        events: list[tuple[mqtt.MQTTMessage | _Local, str, Any]] = []
+        evidence: list[tuple[mqtt.MQTTMessage | _Local, EvidenceItem]] = []
+        for msg in batch:
+            parsed = parse_topic(msg.topic)
+            payload = bytes(msg.payload)
             try:
-                self.handle(msg.topic, bytes(msg.payload))
-            except StoreError:
-                # Not acknowledged: the broker redelivers it after a reconnect.
-                _log.exception("store failure on %s; leaving it unacknowledged", msg.topic)
-                continue
-            except Exception:
-                _log.exception("failed to process %s", msg.topic)
-            if isinstance(msg, _Local):
-                continue
-            try:
-                self._client.ack(msg.mid, msg.qos)
-            except Exception:  # the connection dropped meanwhile: redelivery will follow
-                _log.debug("ack of %s failed", msg.mid)
+                if parsed is not None and parsed[1] == "events":
+                    events.append((msg, parsed[0], loads(payload)))
+                    continue
+                if parsed is not None and parsed[1] == "evidence":
+                    challenge_id, body, media_type = parse_evidence_message(payload)
+                    evidence.append((msg, EvidenceItem(parsed[0], challenge_id, body,
+                                                       media_type)))
+                    continue
+            except (TransportError, ValueError):
+                pass  # malformed: the one-at-a-time path answers or logs it
+            self._process_one(msg)
+        if events:
+            self._run_batch([m for m, _, _ in events], lambda: self._events_batch(events, now))
+        if evidence:
+            self._run_batch([m for m, _ in evidence],
+                            lambda: self._evidence_batch(evidence, now))
+
+    def _run_batch(self, msgs: list[mqtt.MQTTMessage | _Local],
+                   run: Callable[[], None]) -> None:
+        try:
+            run()
+        except StoreError:
+            _log.exception("store failure on a batch of %d; leaving it unacknowledged",
+                           len(msgs))
+            return
+        except Exception:
+            # A bug must not take the whole batch down: process its messages one at a time.
+            _log.exception("batch of %d failed; processing it message by message", len(msgs))
+            for m in msgs:
+                self._process_one(m)
+            return
+        for m in msgs:
+            self._ack(m)
+
+    def _events_batch(self, events: list[tuple[mqtt.MQTTMessage | _Local, str, Any]],
+                      now: datetime) -> None:
+        outcomes = self.coordinator.report_events([(d, m) for _, d, m in events], now=now)
+        for (_, device_id, _), outcome in zip(events, outcomes, strict=True):
+            if isinstance(outcome, DevattestError):
+                _log.info("event from %s refused: %s", device_id, outcome.diagnostics())
+            elif outcome.challenge is not None:
+                self.publish_challenge(outcome.challenge)
+        self.processed += len(events)
+
+    def _evidence_batch(self, evidence: list[tuple[mqtt.MQTTMessage | _Local, EvidenceItem]],
+                        now: datetime) -> None:
+        outcomes = self.coordinator.submit_evidence_batch([i for _, i in evidence], now=now)
+        for outcome in outcomes:
+            if outcome.message is not None:
+                self._publish(topic(outcome.device_id, "result"), outcome.message)
+        self.processed += len(evidence)
 
     def handle(self, topic_name: str, payload: bytes) -> None:
         """Process one message (public for tests and in-process transports).

@@ -54,6 +54,7 @@ from devattest.lifecycle.scenario import (
     parse_scenario,
 )
 from devattest.schemes.psa import create_psa_token
+from devattest.transport.batch import BatchAppraiser
 from devattest.transport.coordinator import LifecycleCoordinator, quarantine_when_untrusted
 from devattest.transport.mqtt import MqttSettings, parse_topic
 from devattest.transport.mqtt_service import MqttVerifierBridge
@@ -319,8 +320,10 @@ class FleetRun:
 
 @contextlib.contextmanager
 def verifier_stack(*, data_dir: Path, db_url: str | None, rules: LifecycleRules,
-                   quarantine: bool = True) -> Iterator[tuple[Any, LifecycleCoordinator]]:
-    """The service context (store migrated) and a lifecycle coordinator over it."""
+                   quarantine: bool = True, batch: bool = True
+                   ) -> Iterator[tuple[Any, LifecycleCoordinator]]:
+    """The service context (store migrated) and a lifecycle coordinator over it (with the
+    batch paths unless ``batch`` is false)."""
     from devattest.service.context import build_context
     from devattest.service.settings import Settings
     from devattest.store import migrate
@@ -332,7 +335,8 @@ def verifier_stack(*, data_dir: Path, db_url: str | None, rules: LifecycleRules,
     migrate(ctx.store.engine)
     coordinator = LifecycleCoordinator(
         ctx.store, ctx.attestation, rules=rules,
-        quarantine_hooks=[quarantine_when_untrusted] if quarantine else [])
+        quarantine_hooks=[quarantine_when_untrusted] if quarantine else [],
+        appraiser=BatchAppraiser.from_context(ctx) if batch else None)
     try:
         yield ctx, coordinator
     finally:

@@ -1,0 +1,150 @@
+"""The CPU side of batched Evidence appraisal: the pure core (``devattest.verifier.verify``)
+and EAR signing, with the service's material, signer, scheme registry, limits and options.
+
+The lifecycle coordinator's batch path (:meth:`LifecycleCoordinator.submit_evidence_batch`)
+reads and locks a whole batch in one transaction, calls :meth:`BatchAppraiser.appraise` (or
+:meth:`BatchAppraiser.refuse` for a replayed or expired nonce) per submission, and writes
+the batch back set-based. It appraises exactly as
+:class:`~devattest.service.services.attestation.AttestationService` does for one submission
+(same material for the device's Instance ID and model, same signed EAR, same contraindicated
+result for a refused nonce), but holds no transaction of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from devattest.errors import NonceExpired, NonceReplayed, UnsupportedMediaType
+from devattest.model import AttestationResult, DecodeLimits, VerifyOptions
+from devattest.schemes import SchemeRegistry
+from devattest.service.metrics import Metrics
+from devattest.service.problems import UnsupportedMedia
+from devattest.service.services.material import MaterialCache
+from devattest.service.signing import ResultSigner
+from devattest.verifier import contraindicated_result, verify
+
+
+@dataclass(frozen=True, slots=True)
+class Appraisal:
+    """One appraised (or refused) submission, signed."""
+
+    result: AttestationResult
+    ear: str
+    #: ``appraised``, or the refusal code (``nonce_replayed``, ``nonce_expired``).
+    outcome: str
+
+    @property
+    def status(self) -> str:
+        """The result's trust tier (``affirming``, ``warning``, ``contraindicated``, ...)."""
+        return self.result.status.value
+
+    @property
+    def reasons(self) -> list[dict[str, str]]:
+        """The reasons as stored in history and sent to the device."""
+        return [{"code": c, "message": m} for c, m in self.result.reasons]
+
+    @property
+    def ear_expires_at(self) -> datetime | None:
+        """When the EAR expires (None for a refusal, as the service records it)."""
+        if self.outcome != "appraised" or self.result.exp is None:
+            return None
+        return datetime.fromtimestamp(self.result.exp, UTC)
+
+
+class BatchAppraiser:
+    """Appraisal and signing for the batch path.
+
+    Args:
+        material: the service's provisioned-material cache.
+        signer: the EAR signing key.
+        registry: evidence schemes.
+        limits: decoding limits.
+        options: verification options.
+        result_ttl: seconds until a result's ``exp``.
+        challenge_ttl: lifetime of a challenge issued by the batch event path.
+        metrics: the service's metrics (appraisals and challenges are counted as the
+            service counts them), or None.
+    """
+
+    def __init__(self, *, material: MaterialCache, signer: ResultSigner,
+                 registry: SchemeRegistry, limits: DecodeLimits, options: VerifyOptions,
+                 result_ttl: int, challenge_ttl: timedelta,
+                 metrics: Metrics | None = None) -> None:
+        self._material = material
+        self._signer = signer
+        self._registry = registry
+        self._limits = limits
+        self._options = options
+        self._result_ttl = result_ttl
+        self.challenge_ttl = challenge_ttl
+        self._metrics = metrics
+
+    @classmethod
+    def from_context(cls, ctx: Any) -> BatchAppraiser:
+        """The appraiser over a service :class:`~devattest.service.context.AppContext`
+        (the same material cache, signer and registry; limits, options and TTLs from its
+        settings, as ``build_context`` derives them for the service)."""
+        s = ctx.settings
+        return cls(material=ctx.material, signer=ctx.signer, registry=ctx.registry,
+                   limits=DecodeLimits(max_token_size=s.max_evidence_bytes),
+                   options=VerifyOptions(allow_unprotected_alg=s.allow_unprotected_alg),
+                   result_ttl=s.result_ttl_seconds,
+                   challenge_ttl=timedelta(seconds=s.challenge_ttl_seconds),
+                   metrics=ctx.metrics)
+
+    def check_media_type(self, media_type: str) -> None:
+        """Refuse a media type without an evidence scheme (before anything is consumed).
+
+        Raises:
+            UnsupportedMedia: no scheme for it (the service's error, same code and text).
+        """
+        try:
+            self._registry.for_media_type(media_type)
+        except UnsupportedMediaType:
+            raise UnsupportedMedia(
+                f"no evidence scheme for {media_type!r}; supported: "
+                f"{', '.join(self._registry.media_types)}") from None
+
+    def appraise(self, evidence: bytes, *, media_type: str, nonce: bytes, generation: int,
+                 instance_id: str | None, model: str, now: datetime) -> Appraisal:
+        """Appraise Evidence whose nonce was consumed, with the material of ``generation``
+        (read in the caller's transaction), and sign the EAR.
+
+        Raises:
+            StoreError: the material had to be reloaded and the database failed.
+        """
+        material = self._material.for_generation(generation, now=now)
+        # The pure core (steps 1-7 of devattest.verifier.core).
+        result = verify(evidence, media_type=media_type, expected_nonce=nonce,
+                        trust_anchors=material.anchors_for(instance_id),
+                        reference_values=material.reference_values,
+                        policy=material.policy_for(model), now=now, registry=self._registry,
+                        limits=self._limits, options=self._options,
+                        result_ttl=self._result_ttl)
+        if self._metrics is not None:
+            self._metrics.appraisals.labels(result.status.value, "appraised").inc()
+        return Appraisal(result, self._signer.sign(result), "appraised")
+
+    def refuse(self, evidence: bytes, *, media_type: str, replayed: bool,
+               expected_nonce: bytes, now: datetime) -> Appraisal:
+        """The signed contraindicated result of Evidence whose nonce was already used
+        (``replayed``) or expired."""
+        err = (NonceReplayed("the challenge's nonce was already used", step="4") if replayed
+               else NonceExpired("the challenge expired before the Evidence arrived",
+                                 step="4"))
+        result = contraindicated_result(err, evidence=evidence, media_type=media_type,
+                                        expected_nonce=expected_nonce or b"\0", now=now,
+                                        result_ttl=self._result_ttl)
+        if self._metrics is not None:
+            self._metrics.appraisals.labels(result.status.value, "nonce_rejected").inc()
+        return Appraisal(result, self._signer.sign(result), err.code)
+
+    def challenge_issued(self, count: int = 1) -> None:
+        """Count challenges issued by the batch path."""
+        if self._metrics is not None and count:
+            self._metrics.challenges.inc(count)
+
+
+__all__ = ["Appraisal", "BatchAppraiser"]
