@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, TypeAlias
@@ -20,6 +19,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from devattest._documents import loads_strict_json
 from devattest.errors import ConfigurationError
 
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -140,7 +140,7 @@ def _parse_json(data: bytes) -> Any:
     if _RFC8792_NOTE in text[:200]:
         text = _unfold_rfc8792(text)
     try:
-        jwk = json.loads(text)
+        jwk = loads_strict_json(text)
     except ValueError as exc:
         raise ConfigurationError(f"malformed JWK JSON: {exc}") from None
     if isinstance(jwk, dict) and "keys" in jwk:

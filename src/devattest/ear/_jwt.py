@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from devattest._documents import loads_strict_json
 from devattest.ear._claims import (
     b64url_decode_strict,
     b64url_encode,
@@ -184,22 +185,12 @@ def _strict_json(data: bytes, what: str) -> dict[str, Any]:
     Raises:
         MalformedResult: anything else.
     """
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in items:
-            if k in out:
-                raise MalformedResult(f"{what} repeats the member {k!r}")
-            out[k] = v
-        return out
-
-    def constant(name: str) -> Any:
-        raise MalformedResult(f"{what} contains {name}, which is not JSON")
-
     try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=pairs,
-                           parse_constant=constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise MalformedResult(f"{what} is not valid JSON") from None
+        value = loads_strict_json(data)
+    except ValueError as err:  # not UTF-8, not JSON, a repeated member, NaN/Infinity
+        raise MalformedResult(f"{what} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise MalformedResult(f"{what} is nested too deeply") from None
     if not isinstance(value, dict):
         raise MalformedResult(f"{what} is not a JSON object")
     return value

@@ -8,7 +8,6 @@ small JSON/YAML spec of built-in policies (docs/policy.md).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from devattest._documents import loads_strict_json, loads_strict_yaml
 from devattest.errors import ConfigurationError, PolicyError
 from devattest.policy._base import AppraisalPolicy
 from devattest.policy._builtin import (
@@ -50,9 +50,9 @@ def load_policy(path: str | Path) -> AppraisalPolicy:
         if p.suffix == ".rego":
             return rego_policy_from_source(text, name=p.name)
         if p.suffix == ".json":
-            spec = json.loads(text, object_pairs_hook=_unique_pairs)
+            spec = loads_strict_json(text)
         elif p.suffix in (".yaml", ".yml"):
-            spec = yaml.safe_load(text)
+            spec = loads_strict_yaml(text)
         else:
             raise PolicyError(f"{p.name}: a policy file is .rego, .json, .yaml or .yml")
         return policy_from_spec(spec, rego_loader=lambda name: _read(p.parent / name),
@@ -156,12 +156,3 @@ def _read(path: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise PolicyError(f"policy file {path} is not UTF-8") from None
-
-
-def _unique_pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in items:
-        if k in out:
-            raise PolicyError(f"duplicate key {k!r} in policy spec")
-        out[k] = v
-    return out

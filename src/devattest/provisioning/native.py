@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from devattest._documents import loads_strict_json, loads_strict_yaml
 from devattest.errors import ProvisioningSchemaError
 from devattest.model import (
     CertificateAnchor,
@@ -72,48 +72,13 @@ def loads_document(text: str | bytes, *, fmt: Format = "yaml") -> Any:
             raise _err("$", "document is not UTF-8") from exc
     if fmt == "json":
         try:
-            return json.loads(text, object_pairs_hook=_no_dup_pairs,
-                              parse_constant=_no_constant)
+            return loads_strict_json(text)
         except ValueError as exc:
             raise _err("$", f"not valid JSON: {exc}") from exc
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return loads_strict_yaml(text)
     except yaml.YAMLError as exc:
         raise _err("$", f"not valid YAML: {exc}") from exc
-
-
-def _no_dup_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader without aliases (no billion laughs) and without duplicate mapping keys."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed",
-                                              event.start_mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 # --------------------------------------------------------------------------------------
