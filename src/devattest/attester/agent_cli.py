@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 
+from devattest._documents import loads_strict_yaml
 from devattest.errors import DevattestError
 
 app = typer.Typer(help="Run the device agent: report lifecycle events, answer challenges.",
@@ -32,8 +32,8 @@ def _agent(device_id: str, mqtt: str, backend: Path, device: Path, username: str
     from devattest.attester.claims import measure_device
     from devattest.transport.mqtt import MqttSettings
 
-    se = open_secure_element(yaml.safe_load(backend.read_text()))
-    state = measure_device(yaml.safe_load(device.read_text()), base=device.parent)
+    se = open_secure_element(loads_strict_yaml(backend.read_text()))
+    state = measure_device(loads_strict_yaml(device.read_text()), base=device.parent)
     settings = MqttSettings.from_url(mqtt, ca_file=ca_file, cert_file=cert_file,
                                      key_file=key_file)
     if username is not None:

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from devattest._documents import loads_strict_yaml
 from devattest.cli._common import dumps, parse_hex
 from devattest.cli.main import console, handle_errors
 from devattest.errors import ConfigurationError
@@ -36,7 +37,7 @@ _PATH_KEYS = ("module", "key_path")
 
 def _yaml_mapping(path: Path, *, what: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = loads_strict_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

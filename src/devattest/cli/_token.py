@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
+from devattest._documents import loads_strict_yaml
 from devattest.cli._common import dumps, read_bytes
 from devattest.cli.main import app, console, handle_errors
 from devattest.errors import ConfigurationError
@@ -69,7 +69,7 @@ def create_command(
     from devattest.cose import PrivateKeySigner
     from devattest.crypto.keys import load_private_key, load_symmetric_key
 
-    data = yaml.safe_load(claims.read_text())
+    data = loads_strict_yaml(claims.read_text())
     if not isinstance(data, dict):
         raise ConfigurationError(f"{claims}: the claims file must hold a mapping")
     if nonce is not None:
