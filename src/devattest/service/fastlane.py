@@ -70,6 +70,14 @@ class HotRoutes:
         headers = _headers(scope)
         try:
             body = await _read_body(receive)
+        except _ClientGone:
+            # As Starlette's ClientDisconnect: a body cut short is never appraised (it would
+            # consume the nonce and record a failure for the device).
+            return
+        except ApiError as exc:
+            await _send_error(send, exc)
+            return
+        try:
             if evidence is None:
                 handled = await self._challenge(scope, headers, body, now, send)
             else:
@@ -166,14 +174,22 @@ def _media_type(headers: dict[bytes, bytes]) -> str:
     return headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
 
 
+class _ClientGone(Exception):
+    """The client disconnected before the whole body arrived."""
+
+
 async def _read_body(receive: Receive) -> bytes:
     """The whole body (BodyLimitMiddleware, outside, raises PayloadTooLarge past the
-    limit)."""
+    limit).
+
+    Raises:
+        _ClientGone: the client disconnected before the end of the body.
+    """
     chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            raise _ClientGone
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break

@@ -1,0 +1,125 @@
+"""Security regressions of the service, each named after the attack it stops.
+
+These drive the ASGI application in-process (SQLite), so that a request can be cut off at
+an exact point of its body, which a client over a socket cannot do deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devattest.service.app import create_app
+from devattest.service.settings import Settings
+from devattest.store import migrate, open_store
+from tests.integration.service._sim import (
+    MEDIA_TYPE,
+    PsaDevice,
+    add_device,
+    b64url_decode,
+    ensure_signing_key,
+    make_token,
+    reference_values_json,
+    trust_anchors_json,
+)
+
+
+@dataclass
+class Reply:
+    status: int | None
+    body: bytes
+
+
+@dataclass
+class InProcess:
+    app: Any
+    tokens: dict[str, str]
+    devices: dict[str, PsaDevice]
+
+    def call(self, path: str, *, who: str, content_type: str, chunks: list[bytes],
+             disconnect_after: int | None = None, query: bytes = b"") -> Reply:
+        """POST ``chunks`` as one body; after ``disconnect_after`` chunks the client is gone
+        (what uvicorn reports when the connection closes before Content-Length bytes)."""
+        total = sum(len(c) for c in chunks)
+        scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(),
+                 "query_string": query, "http_version": "1.1", "scheme": "http",
+                 "server": ("test", 80), "client": ("client", 1), "root_path": "",
+                 "headers": [(b"authorization", f"Bearer {self.tokens[who]}".encode()),
+                             (b"content-type", content_type.encode()),
+                             (b"content-length", str(total).encode())]}
+        sent = 0
+        out: dict[str, Any] = {"status": None, "body": b""}
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if sent >= len(chunks) or (disconnect_after is not None
+                                       and sent >= disconnect_after):
+                return {"type": "http.disconnect"}
+            sent += 1
+            return {"type": "http.request", "body": chunks[sent - 1],
+                    "more_body": sent < len(chunks)}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                out["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                out["body"] += message.get("body", b"")
+
+        asyncio.run(self.app(scope, receive, send))
+        return Reply(out["status"], out["body"])
+
+    def challenge(self, device_id: str) -> tuple[str, bytes]:
+        r = self.call("/v1/challenges", who="relying-party", content_type="application/json",
+                      chunks=[json.dumps({"device_id": device_id}).encode()])
+        assert r.status == 201, r.body
+        doc = json.loads(r.body)
+        return str(doc["id"]), b64url_decode(doc["nonce"])
+
+
+@pytest.fixture
+def inproc(tmp_path: Path) -> Iterator[InProcess]:
+    url = f"sqlite:///{tmp_path / 'devattest.db'}"
+    store = open_store(url)
+    store.dispose()
+    add_device(url, "dev-a", model="m1", owner="acme")
+    tokens = {r: make_token(url, r) for r in ("provisioner", "relying-party")}
+    ensure_signing_key(tmp_path)
+    app = create_app(Settings(data_dir=tmp_path, database_url=url, webhook_worker=False,
+                              retention_interval_seconds=0, auth_cache_seconds=0,
+                              dashboard=False))
+    migrate(app.state.ctx.store.engine)
+    devices = {"dev-a": PsaDevice("dev-a")}
+    ip = InProcess(app, tokens, devices)
+    for kind, doc in (("trust-anchors", trust_anchors_json(list(devices.values()))),
+                      ("reference-values", reference_values_json())):
+        r = ip.call(f"/v1/{kind}", who="provisioner", content_type="application/json",
+                    chunks=[doc], query=b"name=x")
+        assert r.status == 201, r.body
+    try:
+        yield ip
+    finally:
+        app.state.ctx.store.dispose()
+
+
+def test_truncated_evidence_from_a_dropped_connection_consumes_no_nonce(
+        inproc: InProcess) -> None:
+    # The connection closes after part of the declared body: the fast lane must not appraise
+    # the fragment (burning the nonce and turning the device contraindicated), as the
+    # FastAPI route does not (Starlette raises ClientDisconnect).
+    cid, nonce = inproc.challenge("dev-a")
+    evidence = inproc.devices["dev-a"].token(nonce)
+    cut = inproc.call(f"/v1/challenges/{cid}/evidence", who="relying-party",
+                      content_type=MEDIA_TYPE, chunks=[evidence[:40], evidence[40:]],
+                      disconnect_after=1)
+    assert cut.status is None and cut.body == b""
+    # The nonce is still unused: the whole Evidence is appraised and affirmed.
+    r = inproc.call(f"/v1/challenges/{cid}/evidence", who="relying-party",
+                    content_type=MEDIA_TYPE, chunks=[evidence])
+    assert r.status == 200, r.body
+    assert json.loads(r.body)["result"]["ear_status"] == "affirming"
