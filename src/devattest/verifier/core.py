@@ -117,6 +117,7 @@ def find_key(scheme: EvidenceScheme, decoded: Any, anchors: TrustAnchors, *,
     if hints.kid is not None:
         anchor = anchors.by_kid(hints.kid)
         if anchor is not None:
+            _require_claimed_instance(anchor, hints, step="2.2")
             return anchor
     # 2.3: by certificate chain (RFC 9360 x5chain, label 33) to a CA Trust Anchor.
     if hints.x5chain and anchors.certificates:
@@ -143,6 +144,16 @@ def find_key(scheme: EvidenceScheme, decoded: Any, anchors: TrustAnchors, *,
     raise KeyNotFound(
         "no Trust Anchor for " + (", ".join(what) if what else "a token without key hints"),
         step="2")
+
+
+def _require_claimed_instance(anchor: KeyAnchor, hints: KeyHints, *, step: str) -> None:
+    # 2.2: a key found by kid must not vouch for an Instance ID other than the one it is
+    # registered for: the Evidence's claims would otherwise name a device (whose own anchor
+    # step 2.1 did not find) that never signed them.
+    if (hints.instance_id is not None and anchor.instance_id is not None
+            and not hmac.compare_digest(anchor.instance_id, hints.instance_id)):
+        raise KeyMismatch("the key found by kid is registered for another Instance ID",
+                          step=step)
 
 
 def _require_nonce(expected_nonce: object) -> None:
