@@ -159,7 +159,7 @@ def test_rejects_missing_alg() -> None:
 def test_rejects_duplicate_header_member() -> None:
     h = b64(b'{"alg":"none","alg":"ES256"}')
     _, p, s = good_token().split(".")
-    with pytest.raises(MalformedResult, match="duplicate key .alg."):
+    with pytest.raises(MalformedResult, match=r"duplicate key .alg."):
         verify_ear_jwt(f"{h}.{p}.{s}", P256.public_key(), now=NOW)
 
 
