@@ -358,10 +358,14 @@ def provision(ctx: Any, coordinator: LifecycleCoordinator, scenario: Scenario,
         keys.append({"instance_id": instance_id_of(dev.se).hex(), "public_key": pem.decode(),
                      "label": dev.device_id,
                      "hardware_backed": bool(dev.se.properties.hardware_backed)})
-    ctx.provisioning.submit("trust-anchors", name=f"fleet-{scenario.name}"[:60].replace(" ", "-"),
-                            media_type="application/json",
-                            content=json.dumps({"format": "devattest.trust-anchors/v1",
-                                                "keys": keys}).encode(), now=now)
+    # One document per 10,000 keys: a provisioned document is at most 4 MiB.
+    base = f"fleet-{scenario.name}"[:50].replace(" ", "-")
+    for i in range(0, len(keys), 10_000):
+        ctx.provisioning.submit("trust-anchors", name=base if i == 0 else f"{base}-{i // 10_000}",
+                                media_type="application/json",
+                                content=json.dumps({"format": "devattest.trust-anchors/v1",
+                                                    "keys": keys[i:i + 10_000]}).encode(),
+                                now=now)
     ctx.provisioning.submit("reference-values", name="fleet-releases",
                             media_type="application/json",
                             content=json.dumps(reference_values_document(scenario)).encode(),
