@@ -58,6 +58,13 @@ def _fresh_database(admin_url: str) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
+def _drop_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
 def replica_main(args: argparse.Namespace) -> None:
     """One Verifier replica (a separate process)."""
     import logging
@@ -86,6 +93,9 @@ def replica_main(args: argparse.Namespace) -> None:
     print("ready", flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     bridge.stop()
+    print(f"replica {os.getpid()}: {bridge.batched_messages} messages in {bridge.batches} "
+          f"batches ({bridge.batched_messages / max(1, bridge.batches):.1f} per batch)",
+          file=sys.stderr)
 
 
 def main() -> None:
@@ -99,6 +109,7 @@ def main() -> None:
     ap.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--mqtt", default=None, help="broker URL (default: a private Mosquitto)")
     ap.add_argument("--timeout", type=float, default=1800.0)
+    ap.add_argument("--keep-db", action="store_true", help="keep the wave's database")
     ap.add_argument("--replica", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", help=argparse.SUPPRESS)
@@ -204,6 +215,8 @@ def main() -> None:
                 p.wait(timeout=30)
             if broker is not None:
                 broker.close()
+            if not args.keep_db:
+                _drop_database(args.pg_url, db)
 
 
 if __name__ == "__main__":

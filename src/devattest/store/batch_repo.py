@@ -5,11 +5,12 @@ work, no per-row round trip).
 The statements and the guarantees they carry (the lifecycle coordinator composes them):
 
 * **Receipts first.** ``INSERT INTO evidence_receipts ... VALUES (...), (...) ON CONFLICT
-  (key) DO NOTHING RETURNING key``, keys sorted: exactly one transaction across replicas
-  inserts a key. A concurrent transaction inserting the same key waits for the first to
-  commit (the unique index entry is locked), then finds the row and answers from it; if the
-  first rolls back, the second inserts it. Because the receipt commits together with the
-  history rows and the nonce consumption, a redelivery can never reach appraisal twice.
+  (key) DO NOTHING RETURNING key`` (one statement for the batch), keys sorted: exactly one
+  transaction across replicas inserts a key. A concurrent transaction inserting the same
+  key waits for the first to commit (the unique index entry is locked), then finds the row
+  and answers from it; if the first rolls back, the second inserts it. Because the receipt
+  commits together with the history rows and the nonce consumption, a redelivery can never
+  reach appraisal twice.
 * **Devices locked in id order** (``SELECT ... FOR UPDATE OF devices ... ORDER BY
   devices.id``): Evidence and events for one device are serialised across replicas, and two
   batches lock their devices in the same order (no deadlock between batches).
@@ -84,6 +85,10 @@ _CONSUME = (update(_C)
             .returning(_C.c.id, _C.c.nonce))
 
 _WHY_NOT = select(_C.c.id, _C.c.consumed_at, _C.c.nonce).where(_C.c.id.in_(_IDS))
+
+_CLAIM_PG = pg_insert(_R).on_conflict_do_nothing(index_elements=["key"]).returning(_R.c.key)
+_CLAIM_SQLITE = (sqlite_insert(_R).on_conflict_do_nothing(index_elements=["key"])
+                 .returning(_R.c.key))
 
 _RECEIPTS = (select(_R.c.key, _R.c.state, _R.c.lease_until, _R.c.result)
              .where(_R.c.key.in_(_IDS)).order_by(_R.c.key).with_for_update())
@@ -172,17 +177,17 @@ class BatchRepository:
                        lease_until: datetime) -> set[str]:
         """Insert a ``processing`` receipt per row (``key``, ``challenge_id``, ``device_id``,
         ``evidence_sha256``); returns the keys this transaction inserted (the others exist)."""
-        ins = pg_insert if self._pg else sqlite_insert
+        stmt = _CLAIM_PG if self._pg else _CLAIM_SQLITE
         won: set[str] = set()
         ordered = sorted(rows, key=lambda r: str(r["key"]))
         for chunk in _chunks(ordered):
-            values = [{"key": r["key"], "challenge_id": r["challenge_id"],
-                       "device_id": r["device_id"], "evidence_sha256": r["evidence_sha256"],
-                       "state": "processing", "lease_until": lease_until, "result": None,
-                       "created_at": now, "updated_at": now} for r in chunk]
-            stmt = (ins(_R).values(values).on_conflict_do_nothing(index_elements=["key"])
-                    .returning(_R.c.key))
-            won.update(self._c.execute(stmt).scalars())
+            # One statement per chunk (SQLAlchemy's "insertmanyvalues": a multi-row VALUES
+            # in parameter order, compiled once), not one round trip per row.
+            won.update(self._c.execute(stmt, [
+                {"key": r["key"], "challenge_id": r["challenge_id"],
+                 "device_id": r["device_id"], "evidence_sha256": r["evidence_sha256"],
+                 "state": "processing", "lease_until": lease_until, "result": None,
+                 "created_at": now, "updated_at": now} for r in chunk]).scalars())
         return won
 
     def existing_receipts(self, keys: Sequence[str]) -> dict[str, ExistingReceipt]:

@@ -102,6 +102,9 @@ class MqttVerifierBridge:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self.processed = 0
+        #: Batches run by the batch paths, and the messages in them (for tuning).
+        self.batches = 0
+        self.batched_messages = 0
         coordinator.add_listener(self.publish_status)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -232,6 +235,8 @@ class MqttVerifierBridge:
 
     def _run_batch(self, msgs: list[mqtt.MQTTMessage | _Local],
                    run: Callable[[], None]) -> None:
+        self.batches += 1
+        self.batched_messages += len(msgs)
         try:
             run()
         except StoreError:
