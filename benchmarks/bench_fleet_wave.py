@@ -79,6 +79,9 @@ def replica_main(args: argparse.Namespace) -> None:
     from devattest.transport.mqtt_service import MqttVerifierBridge
 
     logging.basicConfig(level=logging.WARNING)
+    # Blocked before any thread starts (threads inherit the mask), so that sigwait below
+    # receives the benchmark's SIGTERM instead of the default action killing the process.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     ctx = build_context(Settings(data_dir=Path(args.data_dir), database_url=args.db,
                                  webhook_worker=False, db_pool_size=8,
                                  challenge_ttl_seconds=600))
