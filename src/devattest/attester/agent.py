@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import random
 import secrets
 import threading
 import time
@@ -67,6 +68,8 @@ class _OutEvent:
     details: dict[str, Any]
     seq: int
     sent_at: float = 0.0
+    #: Resends so far (each waits twice as long as the previous, with jitter).
+    attempts: int = 0
 
 
 @dataclass
@@ -75,6 +78,26 @@ class _OutEvidence:
     payload: bytes
     seq: int
     sent_at: float = 0.0
+    attempts: int = 0
+
+
+#: The longest wait between two resends of one message, in multiples of ``older_than``.
+_MAX_BACKOFF_FACTOR = 32
+
+
+def _due(entry: _OutEvent | _OutEvidence, now: float, older_than: float) -> bool:
+    """Exponential backoff with jitter per message: a fleet that lost its Verifier does not
+    come back as a synchronised flood of resends (each resend waits ``older_than`` * 2^n,
+    capped, times a random factor in [0.75, 1.25))."""
+    if older_than <= 0:
+        return True
+    factor: int = min(2 ** entry.attempts, _MAX_BACKOFF_FACTOR)
+    jitter = 0.75 + 0.5 * _rng.random()
+    waited: float = now - entry.sent_at
+    return waited >= older_than * factor * jitter
+
+
+_rng = random.SystemRandom()
 
 
 @dataclass
@@ -217,14 +240,21 @@ class DeviceAgent:
             return True
 
     def resend(self, *, older_than: float = 0.0) -> int:
-        """Send again what is unconfirmed and older than ``older_than`` seconds."""
+        """Send again what is unconfirmed and due: older than ``older_than`` seconds, backed
+        off exponentially (with jitter) per message; ``older_than=0`` sends everything (on
+        reconnect)."""
         now = time.monotonic()
         with self._lock:
-            events = [e.event_id for e in self._events.values()
-                      if now - e.sent_at >= older_than]
-            evidence = [e for e in self._evidence_out.values() if now - e.sent_at >= older_than]
+            due_events = [e for e in self._events.values() if _due(e, now, older_than)]
+            evidence = [e for e in self._evidence_out.values() if _due(e, now, older_than)]
+            if older_than > 0:
+                for ev in due_events:
+                    ev.attempts += 1
+                for out in evidence:
+                    out.attempts += 1
             for e in evidence:
                 e.sent_at = now
+            events = [e.event_id for e in due_events]
             self.stats.resent += len(events) + len(evidence)
         for eid in events:
             self._send_event(eid)
