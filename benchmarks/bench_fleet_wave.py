@@ -72,8 +72,8 @@ def replica_main(args: argparse.Namespace) -> None:
 
     from devattest.lifecycle import LifecycleRules
     from devattest.service.context import build_context
+    from devattest.service.services.appraiser import BatchAppraiser
     from devattest.service.settings import Settings
-    from devattest.transport.batch import BatchAppraiser
     from devattest.transport.coordinator import LifecycleCoordinator
     from devattest.transport.mqtt import MqttSettings
     from devattest.transport.mqtt_service import MqttVerifierBridge

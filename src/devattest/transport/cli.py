@@ -88,9 +88,9 @@ def bridge_command(
 
     from devattest.lifecycle import LifecycleRules
     from devattest.service.context import build_context
+    from devattest.service.services.appraiser import BatchAppraiser
     from devattest.service.settings import Settings
     from devattest.store import migrate
-    from devattest.transport.batch import BatchAppraiser
     from devattest.transport.coordinator import LifecycleCoordinator, quarantine_when_untrusted
     from devattest.transport.mqtt import MqttSettings
     from devattest.transport.mqtt_service import MqttVerifierBridge

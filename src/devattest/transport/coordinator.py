@@ -56,6 +56,7 @@ from devattest.lifecycle import (
 )
 from devattest.service.auth import Principal
 from devattest.service.problems import ApiError, Conflict, NotFound
+from devattest.service.services.appraiser import Appraisal, BatchAppraiser
 from devattest.store import (
     AttestationRepository,
     DeviceFilter,
@@ -74,7 +75,6 @@ from devattest.store.lifecycle_repo import (
     ReceiptState,
 )
 from devattest.store.models import Challenge, Device
-from devattest.transport.batch import Appraisal, BatchAppraiser
 
 _log = logging.getLogger("devattest.transport.coordinator")
 

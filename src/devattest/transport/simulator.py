@@ -54,7 +54,7 @@ from devattest.lifecycle.scenario import (
     parse_scenario,
 )
 from devattest.schemes.psa import create_psa_token
-from devattest.transport.batch import BatchAppraiser
+from devattest.service.services.appraiser import BatchAppraiser
 from devattest.transport.coordinator import LifecycleCoordinator, quarantine_when_untrusted
 from devattest.transport.mqtt import MqttSettings, parse_topic
 from devattest.transport.mqtt_service import MqttVerifierBridge

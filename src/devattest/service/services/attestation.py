@@ -30,18 +30,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from devattest.ear import result_to_claims
-from devattest.errors import NonceExpired, NonceReplayed, UnsupportedMediaType
 from devattest.model import AttestationResult, DecodeLimits, VerifyOptions
 from devattest.schemes import SchemeRegistry
 from devattest.service.auth import Principal
 from devattest.service.metrics import Metrics
-from devattest.service.problems import Conflict, NotFound, UnsupportedMedia
+from devattest.service.problems import Conflict, NotFound
+from devattest.service.services.appraiser import Appraiser
 from devattest.service.services.material import MaterialCache
 from devattest.service.signing import ResultSigner
 from devattest.store import ALLOWED_NONCE_SIZES, ConsumeOutcome, Store
 from devattest.store.hotpath import HotPath, IssueOutcome, webhook_event
 from devattest.store.models import Challenge
-from devattest.verifier import contraindicated_result, verify
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +68,10 @@ class AttestationService:
         self._result_ttl = result_ttl
         self._limits = limits
         self._options = options
+        # Metrics are counted here, per submission path, not by the appraiser.
+        self._appraiser = Appraiser(material=material, signer=signer, registry=registry,
+                                    limits=limits, options=options, result_ttl=result_ttl,
+                                    challenge_ttl=challenge_ttl)
 
     def issue_challenge(self, principal: Principal, *, device_id: str, nonce_size: int,
                         now: datetime) -> Challenge:
@@ -144,12 +147,7 @@ class AttestationService:
                             evidence=evidence, media_type=media_type, now=now)
 
     def _check_media_type(self, media_type: str) -> None:
-        try:
-            self._registry.for_media_type(media_type)
-        except UnsupportedMediaType:
-            raise UnsupportedMedia(
-                f"no evidence scheme for {media_type!r}; supported: "
-                f"{', '.join(self._registry.media_types)}") from None
+        self._appraiser.check_media_type(media_type)
 
     def _submit(self, principal: Principal | None, *, challenge_id: str,
                 device_id: str | None, evidence: bytes, media_type: str,
@@ -171,32 +169,24 @@ class AttestationService:
             if consumed.outcome is ConsumeOutcome.UNKNOWN:
                 raise NotFound(f"no challenge {challenge_id!r}")
             if consumed.outcome is not ConsumeOutcome.CONSUMED:
-                err = (NonceExpired("the challenge expired before the Evidence arrived",
-                                    step="4")
-                       if consumed.outcome is ConsumeOutcome.EXPIRED else
-                       NonceReplayed("the challenge's nonce was already used", step="4"))
-                result = contraindicated_result(
-                    err, evidence=evidence, media_type=media_type,
-                    expected_nonce=consumed.nonce or b"\0", now=now,
-                    result_ttl=self._result_ttl)
-                ear = self._signer.sign(result)
+                refused = self._appraiser.refuse(
+                    evidence, media_type=media_type,
+                    replayed=consumed.outcome is not ConsumeOutcome.EXPIRED,
+                    expected_nonce=consumed.nonce or b"\0", now=now)
+                result, ear = refused.result, refused.ear
                 attestation_id = tx.record(
-                    device_id=target.device_id, outcome=err.code, status=result.status.value,
+                    device_id=target.device_id, outcome=refused.outcome,
+                    status=result.status.value,
                     media_type=media_type, evidence_sha256=digest, reasons=_reasons(result),
                     ear=ear, ear_expires_at=None, update_device=False)
                 rejected = True
             else:
                 assert consumed.nonce is not None
-                material = self._material.for_generation(target.generation, now=now)
-                # The pure core (steps 1-7 of devattest.verifier.core).
-                result = verify(
-                    evidence, media_type=media_type, expected_nonce=consumed.nonce,
-                    trust_anchors=material.anchors_for(target.instance_id),
-                    reference_values=material.reference_values,
-                    policy=material.policy_for(target.model), now=now,
-                    registry=self._registry, limits=self._limits, options=self._options,
-                    result_ttl=self._result_ttl)
-                ear = self._signer.sign(result)
+                appraised = self._appraiser.appraise(
+                    evidence, media_type=media_type, nonce=consumed.nonce,
+                    generation=target.generation, instance_id=target.instance_id,
+                    model=target.model, now=now)
+                result, ear = appraised.result, appraised.ear
                 status = result.status.value
                 attestation_id = tx.record(
                     device_id=target.device_id, outcome="appraised", status=status,

@@ -1,13 +1,12 @@
-"""The CPU side of batched Evidence appraisal: the pure core (``devattest.verifier.verify``)
-and EAR signing, with the service's material, signer, scheme registry, limits and options.
+"""The CPU side of Evidence appraisal in the service: the pure core
+(``devattest.verifier.verify``) and EAR signing, with the service's material, signer, scheme
+registry, limits and options. It holds no transaction of its own.
 
-The lifecycle coordinator's batch path (:meth:`LifecycleCoordinator.submit_evidence_batch`)
-reads and locks a whole batch in one transaction, calls :meth:`BatchAppraiser.appraise` (or
-:meth:`BatchAppraiser.refuse` for a replayed or expired nonce) per submission, and writes
-the batch back set-based. It appraises exactly as
-:class:`~devattest.service.services.attestation.AttestationService` does for one submission
-(same material for the device's Instance ID and model, same signed EAR, same contraindicated
-result for a refused nonce), but holds no transaction of its own.
+Both submission paths use it: :class:`~devattest.service.services.attestation.AttestationService`
+for one submission (HTTP and single MQTT messages), and the lifecycle coordinator's batch path
+(``LifecycleCoordinator.submit_evidence_batch``), which reads and locks a whole batch in one
+transaction, calls :meth:`Appraiser.appraise` (or :meth:`Appraiser.refuse` for a replayed or
+expired nonce) per submission, and writes the batch back set-based.
 """
 
 from __future__ import annotations
@@ -53,8 +52,8 @@ class Appraisal:
         return datetime.fromtimestamp(self.result.exp, UTC)
 
 
-class BatchAppraiser:
-    """Appraisal and signing for the batch path.
+class Appraiser:
+    """Appraisal and signing of consumed-nonce Evidence (single and batch paths).
 
     Args:
         material: the service's provisioned-material cache.
@@ -82,7 +81,7 @@ class BatchAppraiser:
         self._metrics = metrics
 
     @classmethod
-    def from_context(cls, ctx: Any) -> BatchAppraiser:
+    def from_context(cls, ctx: Any) -> Appraiser:
         """The appraiser over a service :class:`~devattest.service.context.AppContext`
         (the same material cache, signer and registry; limits, options and TTLs from its
         settings, as ``build_context`` derives them for the service)."""
@@ -147,4 +146,7 @@ class BatchAppraiser:
             self._metrics.challenges.inc(count)
 
 
-__all__ = ["Appraisal", "BatchAppraiser"]
+#: The name the transport layer has used for the batch path.
+BatchAppraiser = Appraiser
+
+__all__ = ["Appraisal", "Appraiser", "BatchAppraiser"]
