@@ -94,6 +94,8 @@ class SubmissionTarget:
     status: str
     #: The provisioning generation in this transaction (for cached material).
     generation: int
+    #: The inventory lifecycle state (``active``, ``suspended`` ...).
+    lifecycle_state: str = "active"
 
 
 # -- statements, built once (the compiled forms are cached by SQLAlchemy) --------------------
@@ -117,7 +119,7 @@ _DEVICE_STATE = select(_D.c.lifecycle_state).where(_D.c.id == bindparam("p_devic
 _CHALLENGE_DEVICE = select(_C.c.device_id).where(_C.c.id == bindparam("p_id"))
 
 _TARGET = (select(_D.c.id, _D.c.instance_id, _D.c.model, _D.c.status,
-                  _GENERATION.label("generation"))
+                  _GENERATION.label("generation"), _D.c.lifecycle_state)
            .select_from(_C.join(_D, _D.c.id == _C.c.device_id))
            .where(_C.c.id == bindparam("p_id"))
            .with_for_update(of=_D))
@@ -184,7 +186,8 @@ class SubmissionTx:
         if row is None:
             return None
         return SubmissionTarget(device_id=row[0], instance_id=row[1], model=row[2],
-                                status=row[3], generation=int(row[4] or 0))
+                                status=row[3], generation=int(row[4] or 0),
+                                lifecycle_state=row[5])
 
     def consume(self) -> Consumption:
         """Step 2: consume the nonce exactly once (see the module docstring)."""

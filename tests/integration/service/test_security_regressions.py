@@ -123,3 +123,22 @@ def test_truncated_evidence_from_a_dropped_connection_consumes_no_nonce(
                     content_type=MEDIA_TYPE, chunks=[evidence])
     assert r.status == 200, r.body
     assert json.loads(r.body)["result"]["ear_status"] == "affirming"
+
+
+def test_challenge_issued_before_suspension_cannot_be_answered_after(
+        inproc: InProcess, tmp_path: Path) -> None:
+    # A device under investigation is suspended: no challenge is issued to it, and one issued
+    # before must not be answerable either (it would refresh a suspended device's status).
+    cid, nonce = inproc.challenge("dev-a")
+    evidence = inproc.devices["dev-a"].token(nonce)
+    store = open_store(f"sqlite:///{tmp_path / 'devattest.db'}")
+    try:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE devices SET lifecycle_state = 'suspended' WHERE id = 'dev-a'")
+    finally:
+        store.dispose()
+    r = inproc.call(f"/v1/challenges/{cid}/evidence", who="relying-party",
+                    content_type=MEDIA_TYPE, chunks=[evidence])
+    assert r.status == 409, r.body
+    assert json.loads(r.body)["error"]["code"] == "device_inactive"

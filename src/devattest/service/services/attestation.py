@@ -39,7 +39,7 @@ from devattest.service.services.appraiser import Appraiser
 from devattest.service.services.material import MaterialCache
 from devattest.service.signing import ResultSigner
 from devattest.store import ALLOWED_NONCE_SIZES, ConsumeOutcome, Store
-from devattest.store.hotpath import HotPath, IssueOutcome, webhook_event
+from devattest.store.hotpath import INACTIVE_STATES, HotPath, IssueOutcome, webhook_event
 from devattest.store.models import Challenge
 
 
@@ -164,6 +164,11 @@ class AttestationService:
                 principal.require_device_access(target.device_id, "relying-party")
                 # 2. A scheme for the media type, before anything is consumed.
                 self._check_media_type(media_type)
+            # A challenge issued before the device was suspended or decommissioned is void:
+            # no challenge is issued to such a device, so none may be answered either.
+            if target.lifecycle_state in INACTIVE_STATES:
+                raise Conflict(f"device {target.device_id!r} is {target.lifecycle_state}",
+                               code="device_inactive")
             # 3. Consume the nonce, exactly once.
             consumed = tx.consume()
             if consumed.outcome is ConsumeOutcome.UNKNOWN:
