@@ -37,26 +37,13 @@ from sqlalchemy import BindParameter, Connection, Table, bindparam, insert, sele
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from devattest.store.hotpath import _A, _C, _D, _G, _W, _WD
 from devattest.store.lifecycle_repo import (
     DeviceLifecycleRecord,
     EvidenceReceipt,
     LifecycleEventRecord,
 )
-from devattest.store.models import (
-    Attestation,
-    Challenge,
-    ConfigGeneration,
-    Device,
-    Webhook,
-    WebhookDelivery,
-)
 
-_C: Table = Challenge.__table__  # type: ignore[assignment]
-_D: Table = Device.__table__  # type: ignore[assignment]
-_A: Table = Attestation.__table__  # type: ignore[assignment]
-_G: Table = ConfigGeneration.__table__  # type: ignore[assignment]
-_W: Table = Webhook.__table__  # type: ignore[assignment]
-_WD: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 _L: Table = DeviceLifecycleRecord.__table__  # type: ignore[assignment]
 _E: Table = LifecycleEventRecord.__table__  # type: ignore[assignment]
 _R: Table = EvidenceReceipt.__table__  # type: ignore[assignment]

@@ -60,15 +60,10 @@ class AttestationService:
                  result_ttl: int, limits: DecodeLimits, options: VerifyOptions) -> None:
         self._store = store
         self._hot = HotPath(store)
-        self._material = material
-        self._signer = signer
-        self._registry = registry
         self._metrics = metrics
         self._ttl = challenge_ttl
-        self._result_ttl = result_ttl
-        self._limits = limits
-        self._options = options
-        # Metrics are counted here, per submission path, not by the appraiser.
+        # Appraisal and EAR signing (shared with the MQTT batch path); metrics are counted
+        # here, per submission path, not by the appraiser.
         self._appraiser = Appraiser(material=material, signer=signer, registry=registry,
                                     limits=limits, options=options, result_ttl=result_ttl,
                                     challenge_ttl=challenge_ttl)
