@@ -16,13 +16,11 @@ from devattest.policy._base import AppraisalPolicy, PolicyDecision, PolicyInput
 EMPTY_SET_REASON = "empty policy set fails closed"
 
 
-class AllOf:
-    """Allows only when every policy allows.
+class _Composite:
+    """What AllOf and AnyOf share: a non-empty tuple of member policies and an id."""
 
-    Every policy is evaluated, in order (no short-circuit), so the reasons are complete.
-    A trust-vector override by one policy is what the next policies see, and the last
-    override is the decision's.
-    """
+    _name: str = ""
+    _id_prefix: str = ""
 
     def __init__(self, policies: Iterable[AppraisalPolicy], *, policy_id: str | None = None
                  ) -> None:
@@ -34,8 +32,8 @@ class AllOf:
         """
         self._policies = tuple(policies)
         if not self._policies:
-            raise ConfigurationError(f"AllOf: {EMPTY_SET_REASON}")
-        self._policy_id = policy_id or "all-of(" + ", ".join(
+            raise ConfigurationError(f"{self._name}: {EMPTY_SET_REASON}")
+        self._policy_id = policy_id or f"{self._id_prefix}(" + ", ".join(
             p.policy_id for p in self._policies) + ")"
 
     @property
@@ -45,6 +43,18 @@ class AllOf:
     @property
     def policies(self) -> tuple[AppraisalPolicy, ...]:
         return self._policies
+
+
+class AllOf(_Composite):
+    """Allows only when every policy allows.
+
+    Every policy is evaluated, in order (no short-circuit), so the reasons are complete.
+    A trust-vector override by one policy is what the next policies see, and the last
+    override is the decision's.
+    """
+
+    _name = "AllOf"
+    _id_prefix = "all-of"
 
     def evaluate(self, policy_input: PolicyInput) -> PolicyDecision:
         """Evaluate every policy; allow iff all allow (and there is at least one).
@@ -72,7 +82,7 @@ class AllOf:
                               code=code)
 
 
-class AnyOf:
+class AnyOf(_Composite):
     """Allows when at least one policy allows; the first that allows decides.
 
     Policies are evaluated in order until one allows. When none allows, the decision
@@ -80,26 +90,8 @@ class AnyOf:
     overrides, claim by claim.
     """
 
-    def __init__(self, policies: Iterable[AppraisalPolicy], *, policy_id: str | None = None
-                 ) -> None:
-        """Compose policies.
-
-        Raises:
-            ConfigurationError: ``policies`` is empty.
-        """
-        self._policies = tuple(policies)
-        if not self._policies:
-            raise ConfigurationError(f"AnyOf: {EMPTY_SET_REASON}")
-        self._policy_id = policy_id or "any-of(" + ", ".join(
-            p.policy_id for p in self._policies) + ")"
-
-    @property
-    def policy_id(self) -> str:
-        return self._policy_id
-
-    @property
-    def policies(self) -> tuple[AppraisalPolicy, ...]:
-        return self._policies
+    _name = "AnyOf"
+    _id_prefix = "any-of"
 
     def evaluate(self, policy_input: PolicyInput) -> PolicyDecision:
         """Allow with the first allowing policy's decision; otherwise deny.
@@ -142,7 +134,7 @@ def policy_ids(policy: AppraisalPolicy) -> tuple[str, ...]:
     """The ids of the leaf policies in the order they are applied, for the EAR
     ``ear_appraisal_policy_ids`` list (draft-ietf-rats-ear-03 section 3.1)."""
     members = getattr(policy, "policies", None)
-    if isinstance(policy, AllOf | AnyOf) and members:
+    if isinstance(policy, _Composite) and members:
         out: list[str] = []
         for p in members:
             out.extend(policy_ids(p))
