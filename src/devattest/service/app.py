@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, *, registry: SchemeRegistry | N
             for job in (ctx.webhook_worker, ctx.retention_job):
                 if job is not None:
                     job.stop()
+            await ctx.attestation.close_async()
             ctx.store.dispose()
 
     app = FastAPI(title="devattest Verifier", version=_dist_version("devattest"),

@@ -126,8 +126,13 @@ class HotRoutes:
                 or type(size) is not int or size not in _NONCE_SIZES):
             return False
         caller = await self._principal(scope, headers)
-        ch = await self._blocking(lambda: self.ctx.attestation.issue_challenge(
-            caller, device_id=device_id, nonce_size=size, now=now))
+        service = self.ctx.attestation
+        if self._inline:
+            ch = service.issue_challenge(caller, device_id=device_id, nonce_size=size,
+                                         now=now)
+        else:
+            ch = await service.issue_challenge_async(caller, device_id=device_id,
+                                                     nonce_size=size, now=now)
         await _send_json(send, 201, challenge_body(ch.id, ch.device_id, ch.nonce,
                                                    ch.expires_at))
         return True
@@ -139,9 +144,14 @@ class HotRoutes:
         if not media_type:
             return False
         caller = await self._principal(scope, headers)
-        sub = await self._blocking(lambda: self.ctx.attestation.submit_evidence(
-            caller, challenge_id=challenge_id, evidence=body, media_type=media_type,
-            now=now))
+        service = self.ctx.attestation
+        if self._inline:
+            sub = service.submit_evidence(caller, challenge_id=challenge_id, evidence=body,
+                                          media_type=media_type, now=now)
+        else:
+            sub = await service.submit_evidence_async(caller, challenge_id=challenge_id,
+                                                      evidence=body, media_type=media_type,
+                                                      now=now)
         await _send_json(send, 200, evidence_body(sub.attestation_id, sub.ear))
         return True
 

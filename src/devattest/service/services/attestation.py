@@ -18,6 +18,14 @@ Issuing a challenge is one INSERT. Submission is one write transaction
 Because the nonce consumption and the history entry commit together, a crash leaves either
 both or neither: no accepted attestation can be missing from history, and a nonce whose
 result was returned can never be used again.
+
+On PostgreSQL the service's fast lane calls :meth:`AttestationService.issue_challenge_async`
+and :meth:`AttestationService.submit_evidence_async` on the event loop instead: the same
+checks in the same order, with the ordinary case in two autocommit statements
+(:mod:`devattest.store.async_hotpath`: issue; then, after appraising, lock + re-check +
+consume + record in one statement). Whenever that statement's assumptions do not hold (a
+replay, an expiry, a status change that owes webhooks, new material, a suspended device),
+it writes nothing and the submission takes the general path above, in a worker thread.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from devattest.ear import result_to_claims
 from devattest.model import AttestationResult, DecodeLimits, VerifyOptions
 from devattest.schemes import SchemeRegistry
@@ -39,6 +49,7 @@ from devattest.service.services.appraiser import Appraiser
 from devattest.service.services.material import MaterialCache
 from devattest.service.signing import ResultSigner
 from devattest.store import ALLOWED_NONCE_SIZES, ConsumeOutcome, Store
+from devattest.store.async_hotpath import AsyncPgHotPath, IssuedTarget
 from devattest.store.hotpath import INACTIVE_STATES, HotPath, IssueOutcome, webhook_event
 from devattest.store.models import Challenge
 
@@ -57,11 +68,21 @@ class AttestationService:
 
     def __init__(self, store: Store, *, material: MaterialCache, signer: ResultSigner,
                  registry: SchemeRegistry, metrics: Metrics, challenge_ttl: timedelta,
-                 result_ttl: int, limits: DecodeLimits, options: VerifyOptions) -> None:
+                 result_ttl: int, limits: DecodeLimits, options: VerifyOptions,
+                 async_pool_size: int = 8) -> None:
         self._store = store
         self._hot = HotPath(store)
         self._metrics = metrics
         self._ttl = challenge_ttl
+        self._material = material
+        #: PostgreSQL: the event-loop path (see the module docstring); None on SQLite.
+        self._async: AsyncPgHotPath | None = (
+            AsyncPgHotPath(store.engine.url.render_as_string(hide_password=False),
+                           size=async_pool_size)
+            if store.dialect == "postgresql" and async_pool_size > 0 else None)
+        #: Challenges this process issued on the event-loop path, until answered or
+        #: evicted: the usual submission then needs no read.
+        self._issued: dict[str, IssuedTarget] = {}
         # Appraisal and EAR signing (shared with the MQTT batch path); metrics are counted
         # here, per submission path, not by the appraiser.
         self._appraiser = Appraiser(material=material, signer=signer, registry=registry,
@@ -141,6 +162,110 @@ class AttestationService:
         return self._submit(principal, challenge_id=challenge_id, device_id=None,
                             evidence=evidence, media_type=media_type, now=now)
 
+    @property
+    def has_async_path(self) -> bool:
+        """Whether :meth:`issue_challenge_async` and :meth:`submit_evidence_async` run on the
+        event loop (PostgreSQL) rather than delegating to a worker thread."""
+        return self._async is not None
+
+    async def close_async(self) -> None:
+        """Close the event-loop path's connections (at shutdown)."""
+        if self._async is not None:
+            await self._async.close()
+
+    async def issue_challenge_async(self, principal: Principal, *, device_id: str,
+                                    nonce_size: int, now: datetime) -> Challenge:
+        """:meth:`issue_challenge` on the event loop (PostgreSQL: one statement, which also
+        returns what the appraisal will need); elsewhere in a worker thread.
+
+        Raises:
+            Forbidden: the caller may not act for this device.
+            NotFound: no such device.
+            Conflict: the device is suspended or decommissioned.
+            ValueError: the nonce size is not 32, 48 or 64.
+            StoreError: the database failed.
+        """
+        if self._async is None:
+            return await run_in_threadpool(
+                lambda: self.issue_challenge(principal, device_id=device_id,
+                                             nonce_size=nonce_size, now=now))
+        principal.require_device_access(device_id, "relying-party")
+        if nonce_size not in ALLOWED_NONCE_SIZES:
+            raise ValueError(f"nonce size must be one of {ALLOWED_NONCE_SIZES}")
+        ch = Challenge(id=secrets.token_hex(16), device_id=device_id,
+                       nonce=secrets.token_bytes(nonce_size), created_at=now,
+                       expires_at=now + self._ttl, consumed_at=None)
+        issued = await self._async.issue(challenge_id=ch.id, device_id=device_id,
+                                         nonce=ch.nonce, now=now, expires_at=ch.expires_at)
+        if not isinstance(issued, IssuedTarget):
+            if issued.outcome is IssueOutcome.NO_DEVICE:
+                raise NotFound(f"no device {device_id!r}")
+            raise Conflict(f"device {device_id!r} is {issued.lifecycle_state}",
+                           code="device_inactive")
+        if len(self._issued) >= _ISSUED_KEPT:
+            # The oldest entry goes (its submission will read the challenge back).
+            del self._issued[next(iter(self._issued))]
+        self._issued[ch.id] = issued
+        self._metrics.challenges.inc()
+        return ch
+
+    async def submit_evidence_async(self, principal: Principal, *, challenge_id: str,
+                                    evidence: bytes, media_type: str,
+                                    now: datetime) -> Submission:
+        """:meth:`submit_evidence` with the ordinary case on the event loop (PostgreSQL):
+        the same checks in the same order, the appraisal before the lock, and one statement
+        that re-checks under the lock, consumes and records. Anything else takes
+        :meth:`submit_evidence` in a worker thread (see the module docstring).
+
+        Raises:
+            NotFound: no such challenge.
+            Forbidden: the caller may not act for the challenge's device.
+            UnsupportedMedia: no evidence scheme for the media type.
+            Conflict: the nonce was already consumed or expired (the attempt is recorded),
+                or the device is inactive.
+            StoreError: the database failed.
+        """
+        def general() -> Submission:
+            return self.submit_evidence(principal, challenge_id=challenge_id,
+                                        evidence=evidence, media_type=media_type, now=now)
+
+        if self._async is None:
+            return await run_in_threadpool(general)
+        target = self._issued.pop(challenge_id, None)
+        if target is None:
+            target = await self._async.target(challenge_id)
+            if target is None:
+                raise NotFound(f"no challenge {challenge_id!r}")
+        # 1. The caller may act for the challenge's device; 2. a scheme for the media type,
+        # both before anything is consumed (as in _submit).
+        principal.require_device_access(target.device_id, "relying-party")
+        self._check_media_type(media_type)
+        material = self._material.cached
+        if (material is None or material.generation != target.generation or target.consumed
+                or target.expires_at <= now or target.lifecycle_state in INACTIVE_STATES):
+            # Refusals, and material to (re)load, are for the general path.
+            return await run_in_threadpool(general)
+        started = time.perf_counter()
+        # 3. Appraise with the pure core and sign, before the lock (module docstring).
+        appraised = self._appraiser.appraise(
+            evidence, media_type=media_type, nonce=target.nonce,
+            generation=material.generation, instance_id=target.instance_id,
+            model=target.model, now=now)
+        result = appraised.result
+        status = result.status.value
+        if status != target.status:
+            # A status change owes webhooks: recorded by the general path, under its lock.
+            return await run_in_threadpool(general)
+        attestation_id = await self._async.record_appraised(
+            target, generation=material.generation, status=status, media_type=media_type,
+            evidence_sha256=hashlib.sha256(evidence).hexdigest(), reasons=_reasons(result),
+            ear=appraised.ear, ear_expires_at=_expiry(result), now=now)
+        if attestation_id is None:
+            return await run_in_threadpool(general)
+        self._metrics.appraisal_seconds.observe(time.perf_counter() - started)
+        self._metrics.appraisals.labels(status, "appraised").inc()
+        return Submission(attestation_id, result, appraised.ear)
+
     def _check_media_type(self, media_type: str) -> None:
         self._appraiser.check_media_type(media_type)
 
@@ -203,6 +328,10 @@ class AttestationService:
                                   "result": result_to_claims(result)})
         self._metrics.appraisals.labels(result.status.value, "appraised").inc()
         return Submission(attestation_id, result, ear)
+
+
+#: Challenges kept per process for the event-loop path (about 200 bytes each).
+_ISSUED_KEPT = 65_536
 
 
 def _reasons(result: AttestationResult) -> list[Any]:

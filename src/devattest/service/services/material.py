@@ -218,6 +218,13 @@ class MaterialCache:
         self._lock = threading.Lock()
         self._current: Material | None = None
 
+    @property
+    def cached(self) -> Material | None:
+        """The material built last, without asking the store whether it is still current
+        (None before the first build). A caller that uses it must check its generation
+        against the store's in the transaction that records the outcome."""
+        return self._current
+
     def for_generation(self, generation: int, *, now: datetime) -> Material:
         """The material for a provisioning generation read in the caller's transaction:
         no query at all while it is the cached one; otherwise a rebuild from the store

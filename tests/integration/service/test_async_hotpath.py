@@ -1,0 +1,336 @@
+"""The PostgreSQL event-loop path of challenge-response (``store/async_hotpath.py`` and
+``AttestationService.*_async``), on a real PostgreSQL: the ordinary attestation is two
+autocommit statements, and every case whose assumptions do not hold falls back to the
+locked general path with the same answers. Each test is named after what it stops."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from devattest.service.auth import Principal
+from devattest.service.context import AppContext, build_context
+from devattest.service.problems import ApiError, Conflict, Forbidden, NotFound
+from devattest.service.services import attestation as attestation_module
+from devattest.service.settings import Settings
+from devattest.store import migrate
+from devattest.store.models import Attestation, Challenge, Device, WebhookDelivery
+from tests.integration.service._sim import (
+    MEDIA_TYPE,
+    PsaDevice,
+    reference_values_json,
+    trust_anchors_json,
+)
+
+RP = Principal(role="relying-party")
+
+
+@pytest.fixture
+def pg_url(make_postgres_database: Callable[[], str]) -> str:
+    return make_postgres_database()
+
+
+def _context(url: str, data: Path) -> AppContext:
+    ctx = build_context(Settings(data_dir=data, database_url=url, webhook_worker=False))
+    migrate(ctx.store.engine)
+    return ctx
+
+
+@pytest.fixture
+def world(pg_url: str, tmp_path: Path) -> Iterator[tuple[AppContext, dict[str, PsaDevice]]]:
+    """One service context on a fresh PostgreSQL database, two devices provisioned."""
+    ctx = _context(pg_url, tmp_path / "a")
+    now = datetime.now(UTC)
+    devices = {"dev-a": PsaDevice("dev-a"), "dev-b": PsaDevice("dev-b")}
+    for d in devices:
+        ctx.inventory.create_device(device_id=d, model="m1", owner="acme",
+                                    lifecycle_state="active", instance_id=None, now=now)
+    ctx.provisioning.submit("trust-anchors", name="fleet", media_type="application/json",
+                            content=trust_anchors_json(list(devices.values())), now=now)
+    ctx.provisioning.submit("reference-values", name="fw", media_type="application/json",
+                            content=reference_values_json(), now=now)
+    try:
+        yield ctx, devices
+    finally:
+        ctx.store.dispose()
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _attest(ctx: AppContext, dev: PsaDevice, *, who: Principal = RP,
+                  now: datetime | None = None) -> Any:
+    now = now or datetime.now(UTC)
+    svc = ctx.attestation
+    ch = await svc.issue_challenge_async(who, device_id=dev.device_id, nonce_size=32,
+                                         now=now)
+    return await svc.submit_evidence_async(who, challenge_id=ch.id,
+                                           evidence=dev.token(ch.nonce),
+                                           media_type=MEDIA_TYPE, now=now)
+
+
+def _no_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the general path ran in a worker thread")
+    monkeypatch.setattr(attestation_module, "run_in_threadpool", refuse)
+
+
+def test_steady_state_attestation_runs_on_the_event_loop_and_is_recorded(
+        world: tuple[AppContext, dict[str, PsaDevice]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx, devices = world
+    assert ctx.attestation.has_async_path
+    dev = devices["dev-a"]
+    # The first result changes the status (none -> affirming) and owes webhooks: the
+    # general path records it.
+    first = _run(_attest(ctx, dev))
+    assert first.result.status.value == "affirming"
+    # From then on the status does not change: two statements, no worker thread.
+    _no_worker_thread(monkeypatch)
+    second = _run(_attest(ctx, dev))
+    assert second.result.status.value == "affirming"
+    assert second.attestation_id > first.attestation_id
+    with ctx.store.read() as s:
+        row = s.get(Attestation, second.attestation_id)
+        assert row is not None and row.outcome == "appraised" and row.ear == second.ear
+        assert row.device_id == "dev-a" and row.status == "affirming"
+        device = s.get(Device, "dev-a")
+        assert device is not None and device.latest_attestation_id == second.attestation_id
+        ch = s.get(Challenge, row.challenge_id)
+        assert ch is not None and ch.consumed_at is not None
+
+
+def test_replayed_evidence_on_the_event_loop_path_is_refused_and_recorded(
+        world: tuple[AppContext, dict[str, PsaDevice]]) -> None:
+    ctx, devices = world
+    dev = devices["dev-a"]
+    _run(_attest(ctx, dev))
+    svc = ctx.attestation
+    now = datetime.now(UTC)
+
+    async def twice() -> tuple[Any, ApiError]:
+        ch = await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32, now=now)
+        token = dev.token(ch.nonce)
+        ok = await svc.submit_evidence_async(RP, challenge_id=ch.id, evidence=token,
+                                             media_type=MEDIA_TYPE, now=now)
+        with pytest.raises(Conflict) as again:
+            await svc.submit_evidence_async(RP, challenge_id=ch.id, evidence=token,
+                                            media_type=MEDIA_TYPE, now=now)
+        return ok, again.value
+
+    ok, err = _run(twice())
+    assert ok.result.status.value == "affirming"
+    assert err.error_code == "nonce_replayed"
+    with ctx.store.read() as s:
+        outcomes = s.scalars(select(Attestation.outcome).where(
+            Attestation.device_id == "dev-a").order_by(Attestation.id)).all()
+    assert outcomes[-2:] == ["appraised", "nonce_replayed"]
+
+
+def test_concurrent_duplicate_evidence_across_replicas_consumes_the_nonce_once(
+        world: tuple[AppContext, dict[str, PsaDevice]], pg_url: str, tmp_path: Path) -> None:
+    ctx, devices = world
+    dev = devices["dev-a"]
+    _run(_attest(ctx, dev))
+    other = _context(pg_url, tmp_path / "b")
+    try:
+        now = datetime.now(UTC)
+
+        async def race() -> list[Any]:
+            ch = await ctx.attestation.issue_challenge_async(RP, device_id="dev-a",
+                                                             nonce_size=32, now=now)
+            token = dev.token(ch.nonce)
+            # Replica A has the challenge in its cache; replica B reads it back.
+            return await asyncio.gather(*(
+                svc.submit_evidence_async(RP, challenge_id=ch.id, evidence=token,
+                                          media_type=MEDIA_TYPE, now=now)
+                for svc in (ctx.attestation, other.attestation, ctx.attestation,
+                            other.attestation)), return_exceptions=True)
+
+        outcomes = _run(race())
+    finally:
+        other.store.dispose()
+    accepted = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, Conflict)]
+    assert len(accepted) == 1 and len(refused) == 3, outcomes
+    assert {e.error_code for e in refused} == {"nonce_replayed"}
+
+
+def test_challenge_issued_by_another_replica_is_read_back_and_answered(
+        world: tuple[AppContext, dict[str, PsaDevice]], pg_url: str, tmp_path: Path) -> None:
+    ctx, devices = world
+    other = _context(pg_url, tmp_path / "b")
+    try:
+        now = datetime.now(UTC)
+        dev = devices["dev-b"]
+
+        async def across() -> Any:
+            ch = await ctx.attestation.issue_challenge_async(RP, device_id="dev-b",
+                                                             nonce_size=48, now=now)
+            return await other.attestation.submit_evidence_async(
+                RP, challenge_id=ch.id, evidence=dev.token(ch.nonce), media_type=MEDIA_TYPE,
+                now=now)
+
+        sub = _run(across())
+    finally:
+        other.store.dispose()
+    assert sub.result.status.value == "affirming"
+
+
+def test_challenge_issued_before_suspension_cannot_be_answered_on_the_event_loop_path(
+        world: tuple[AppContext, dict[str, PsaDevice]]) -> None:
+    ctx, devices = world
+    dev = devices["dev-a"]
+    _run(_attest(ctx, dev))
+    now = datetime.now(UTC)
+    svc = ctx.attestation
+
+    async def suspended_midway() -> None:
+        ch = await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32, now=now)
+        with ctx.store.write() as s:
+            s.execute(update(Device).where(Device.id == "dev-a")
+                      .values(lifecycle_state="suspended"))
+        with pytest.raises(Conflict) as err:
+            await svc.submit_evidence_async(RP, challenge_id=ch.id,
+                                            evidence=dev.token(ch.nonce),
+                                            media_type=MEDIA_TYPE, now=now)
+        assert err.value.error_code == "device_inactive"
+        with ctx.store.read() as s:
+            consumed = s.scalar(select(Challenge.consumed_at).where(Challenge.id == ch.id))
+        assert consumed is None
+        with pytest.raises(Conflict):
+            await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32, now=now)
+
+    _run(suspended_midway())
+
+
+def test_trust_anchor_withdrawn_between_challenge_and_evidence_is_not_trusted(
+        world: tuple[AppContext, dict[str, PsaDevice]]) -> None:
+    """Stale material: the appraisal made before the lock used the old Trust Anchors; the
+    recording statement sees the new generation and the general path appraises again."""
+    ctx, devices = world
+    dev = devices["dev-a"]
+    _run(_attest(ctx, dev))
+    now = datetime.now(UTC)
+    svc = ctx.attestation
+
+    async def withdrawn_midway() -> Any:
+        ch = await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32, now=now)
+        # Only dev-b's key is trusted from now on (a new version of the same anchors).
+        ctx.provisioning.submit("trust-anchors", name="fleet",
+                                media_type="application/json",
+                                content=trust_anchors_json([devices["dev-b"]]), now=now)
+        return await svc.submit_evidence_async(RP, challenge_id=ch.id,
+                                               evidence=dev.token(ch.nonce),
+                                               media_type=MEDIA_TYPE, now=now)
+
+    sub = _run(withdrawn_midway())
+    assert sub.result.status.value == "contraindicated"
+    with ctx.store.read() as s:
+        device = s.get(Device, "dev-a")
+        assert device is not None and device.status == "contraindicated"
+
+
+def test_rebinding_between_challenge_and_evidence_refuses_the_old_key(
+        world: tuple[AppContext, dict[str, PsaDevice]]) -> None:
+    """Key substitution across a re-provisioning: dev-a is bound to dev-b's Instance ID
+    after its challenge was issued; Evidence from dev-a's old key must not affirm."""
+    ctx, devices = world
+    dev = devices["dev-a"]
+    _run(_attest(ctx, dev))
+    now = datetime.now(UTC)
+    svc = ctx.attestation
+
+    async def rebound_midway() -> Any:
+        ch = await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32, now=now)
+        with ctx.store.write() as s:
+            s.execute(update(Device).where(Device.id == "dev-a")
+                      .values(instance_id=devices["dev-b"].instance_id.hex()))
+        return await svc.submit_evidence_async(RP, challenge_id=ch.id,
+                                               evidence=dev.token(ch.nonce),
+                                               media_type=MEDIA_TYPE, now=now)
+
+    sub = _run(rebound_midway())
+    assert sub.result.status.value == "contraindicated"
+
+
+def test_status_change_on_the_event_loop_path_still_queues_webhooks(
+        world: tuple[AppContext, dict[str, PsaDevice]]) -> None:
+    ctx, devices = world
+    ctx.webhooks.create(url="https://rp.example/hook", secret="s" * 32,
+                        now=datetime.now(UTC))
+    dev = devices["dev-a"]
+    _run(_attest(ctx, dev))  # none -> affirming
+    _run(_attest(ctx, dev))  # affirming -> affirming: no webhook
+    tampered = PsaDevice("dev-a", key=dev.key, measurements=(b"\x01" * 32, b"\x02" * 32))
+    bad = _run(_attest(ctx, tampered))  # affirming -> warning (unknown firmware)
+    new_status = bad.result.status.value
+    assert new_status != "affirming"
+    with ctx.store.read() as s:
+        events = s.scalars(select(WebhookDelivery.payload).order_by(WebhookDelivery.id)).all()
+    assert len(events) == 2
+    assert '"status":"affirming"' in events[0]
+    assert f'"previous_status":"affirming","status":"{new_status}"' in events[1]
+
+
+def test_another_devices_credential_cannot_answer_a_cached_challenge(
+        world: tuple[AppContext, dict[str, PsaDevice]]) -> None:
+    ctx, devices = world
+    now = datetime.now(UTC)
+    svc = ctx.attestation
+    intruder = Principal(role="device", device_id="dev-b")
+
+    async def cross() -> str:
+        ch = await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32, now=now)
+        with pytest.raises(Forbidden):
+            await svc.submit_evidence_async(intruder, challenge_id=ch.id,
+                                            evidence=devices["dev-b"].token(ch.nonce),
+                                            media_type=MEDIA_TYPE, now=now)
+        with pytest.raises(NotFound):
+            await svc.submit_evidence_async(RP, challenge_id="0" * 32, evidence=b"x",
+                                            media_type=MEDIA_TYPE, now=now)
+        return ch.id
+
+    challenge_id = _run(cross())
+    with ctx.store.read() as s:
+        assert s.scalar(select(Challenge.consumed_at)
+                        .where(Challenge.id == challenge_id)) is None
+
+
+def test_expired_challenge_on_the_event_loop_path_is_refused(
+        world: tuple[AppContext, dict[str, PsaDevice]]) -> None:
+    ctx, devices = world
+    dev = devices["dev-a"]
+    _run(_attest(ctx, dev))
+    issued = datetime.now(UTC)
+    svc = ctx.attestation
+
+    async def late() -> None:
+        ch = await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32,
+                                             now=issued)
+        with pytest.raises(Conflict) as err:
+            await svc.submit_evidence_async(RP, challenge_id=ch.id,
+                                            evidence=dev.token(ch.nonce),
+                                            media_type=MEDIA_TYPE,
+                                            now=issued + timedelta(hours=1))
+        assert err.value.error_code == "nonce_expired"
+
+    _run(late())
+
+
+def test_event_loop_statements_refuse_every_inactive_state() -> None:
+    """The statements are constant text: they must name every state the general path
+    treats as inactive, or a suspended device could be attested on the event-loop path."""
+    from devattest.store import async_hotpath
+    from devattest.store.hotpath import INACTIVE_STATES
+
+    for sql in (async_hotpath._ISSUE, async_hotpath._RECORD):
+        clause = sql.split("lifecycle_state NOT IN (", 1)[1].split(")", 1)[0]
+        assert {s.strip().strip("'") for s in clause.split(",")} == set(INACTIVE_STATES)
