@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from devattest.errors import StoreError
+from devattest.store import _engine
 from devattest.store.hotpath import Issue, IssueOutcome
 
 # The statements are constant text (no formatting): the inactive states are those of
@@ -137,21 +139,36 @@ class AsyncPgHotPath:
     def __init__(self, url: str, *, size: int = 8) -> None:
         self._conninfo = libpq_url(url)
         self._size = size
-        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        #: Idle connections with the time each was returned (most recent last).
+        self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []
         self._open = 0
         self._available: asyncio.Condition | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        if self._available is None:
+        loop = asyncio.get_running_loop()
+        if self._available is None or loop is not self._loop:
+            # First use, or a new event loop (connections belong to the loop they were
+            # opened on): start afresh.
+            self._loop = loop
             self._available = asyncio.Condition()
+            self._idle, self._open = [], 0
         async with self._available:
             while not self._idle and self._open >= self._size:
                 await self._available.wait()
-            conn = self._idle.pop() if self._idle else None
+            conn, idle_since = self._idle.pop() if self._idle else (None, 0.0)
             if conn is None:
                 self._open += 1
         try:
+            if conn is not None and time.monotonic() - idle_since > _engine.IDLE_PING_SECONDS:
+                # As the synchronous pool: a connection idle for a while may have been
+                # closed by the server (restart, idle timeout); ping it, replace a dead one.
+                try:
+                    await conn.execute("SELECT 1")
+                except psycopg.Error:
+                    await conn.close()
+                    conn = None
             if conn is None:
                 conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
         except psycopg.Error as exc:
@@ -177,14 +194,14 @@ class AsyncPgHotPath:
             if conn is None:
                 self._open -= 1
             else:
-                self._idle.append(conn)
+                self._idle.append((conn, time.monotonic()))
             self._available.notify()
 
     async def close(self) -> None:
         """Close every idle connection (the pool can be used again afterwards)."""
         idle, self._idle = self._idle, []
         self._open -= len(idle)
-        for conn in idle:
+        for conn, _ in idle:
             await conn.close()
 
     async def issue(self, *, challenge_id: str, device_id: str, nonce: bytes, now: datetime,

@@ -334,3 +334,32 @@ def test_event_loop_statements_refuse_every_inactive_state() -> None:
     for sql in (async_hotpath._ISSUE, async_hotpath._RECORD):
         clause = sql.split("lifecycle_state NOT IN (", 1)[1].split(")", 1)[0]
         assert {s.strip().strip("'") for s in clause.split(",")} == set(INACTIVE_STATES)
+
+
+def test_event_loop_pool_replaces_a_connection_killed_while_idle(
+        world: tuple[AppContext, dict[str, PsaDevice]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database restart or idle timeout kills pooled connections; the next request must
+    not fail with 503 because of it."""
+    import psycopg
+
+    from devattest.store import _engine
+    from devattest.store.async_hotpath import libpq_url
+
+    ctx, devices = world
+    dev = devices["dev-a"]
+    _run(_attest(ctx, dev))
+    monkeypatch.setattr(_engine, "IDLE_PING_SECONDS", 0.0)
+
+    async def killed_then_used() -> Any:
+        await _attest(ctx, dev)  # the pool holds a connection now
+        url = libpq_url(ctx.store.engine.url.render_as_string(hide_password=False))
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND application_name = ''")
+        await asyncio.sleep(0.1)
+        return await _attest(ctx, dev)
+
+    assert _run(killed_then_used()).result.status.value == "affirming"
