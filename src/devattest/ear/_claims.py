@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
@@ -251,22 +252,41 @@ def _put_extensions_cbor(out: dict[Any, Any], extensions: Mapping[str | int, Any
 def json_safe(value: Any) -> Any:
     """``value`` with bytes as unpadded base64url, map keys as text and tuples as lists.
 
-    Raises:
-        ValueError: never for CBOR-decoded data; a float NaN or infinity is passed through
-            and rejected later by the JSON encoder (``allow_nan=False``).
+    JSON has no NaN or infinity (RFC 8259 section 6): a non-finite float (which hostile
+    Evidence can carry in any claim) becomes the text ``"NaN"``, ``"Infinity"`` or
+    ``"-Infinity"``, so that signing the result of such Evidence cannot fail.
     """
+    # The exact built-in types first, by identity (an ABC isinstance check per value was
+    # the largest cost of signing an EAR); subclasses and other types take the general way.
+    t = type(value)
+    if t is str or t is int or value is None or t is bool:
+        return value
+    if t is float:
+        return value if math.isfinite(value) else _non_finite(value)
+    if t is bytes:
+        return b64url_encode(value)
+    if t is dict:
+        return {k if type(k) is str else _json_key(k): json_safe(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [json_safe(v) for v in value]
     if isinstance(value, bytes | bytearray):
         return b64url_encode(bytes(value))
     if isinstance(value, Mapping):
         return {_json_key(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return _non_finite(value)
     if value is None or isinstance(value, bool | int | float | str):
         return value
     tag = getattr(value, "tag", None)
     if isinstance(tag, int) and hasattr(value, "value"):  # cbor2.CBORTag
         return {"tag": tag, "value": json_safe(value.value)}
     return str(value)
+
+
+def _non_finite(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
 def _json_key(key: Any) -> str:
@@ -607,9 +627,13 @@ def _b64_claim(value: Any, name: str) -> bytes:
         raise MalformedResult(f"{name} is not valid base64") from None
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url_encode(data: bytes) -> str:
     """Unpadded base64url (RFC 7515 section 2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(
+        b"=").decode("ascii")
 
 
 def b64url_decode_strict(text: str, name: str) -> bytes:

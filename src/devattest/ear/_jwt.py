@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -197,5 +198,13 @@ def _strict_json(data: bytes, what: str) -> dict[str, Any]:
 
 
 def _b64json(value: Any) -> str:
-    return b64url_encode(json.dumps(value, separators=(",", ":"), ensure_ascii=False,
-                                    allow_nan=False).encode("utf-8"))
+    """Compact UTF-8 JSON, base64url. orjson when it can (about ten times faster than the
+    standard encoder); the standard encoder for what orjson refuses (integers beyond 64
+    bits). Claim values went through ``json_safe``, which spells non-finite floats as text
+    (orjson would write ``null``; the standard encoder refuses them)."""
+    try:
+        data = orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+    return b64url_encode(data)

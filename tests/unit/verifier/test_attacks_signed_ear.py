@@ -179,3 +179,21 @@ def test_rejects_untagged_sign1_when_the_tag_is_required() -> None:
     assert signed_verdict(token, options=VerifyOptions(require_cose_tag=True)) == \
         ("contraindicated", "unexpected_tag")
 
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 2**80,
+                                   {"deep": [float("nan"), -(2**70)]}])
+def test_non_json_numbers_in_evidence_cannot_crash_result_signing(value: object) -> None:
+    """A signed claim holding a CBOR NaN, an infinity or a bignum (kept as an unknown claim
+    and annotated into the EAR) must not make signing the result fail: JSON has no NaN or
+    infinity, and the fast encoder has no integers beyond 64 bits."""
+    c = claims()
+    c[-70999] = value  # type: ignore[index]
+    signed = verify_and_sign(create_psa_token(c, KEY), media_type=PSA,
+                             expected_nonce=NONCE, trust_anchors=ANCHORS,
+                             reference_values=None, policy=DefaultPolicy(), now=NOW,
+                             signing_key=EAR_KEY)
+    ear = verify_ear_jwt(signed.ear_jwt, EAR_KEY.public_key(), now=NOW)
+    assert ear.status is signed.result.status
+    text = signed.ear_jwt.split(".")[1]
+    assert text  # the claims-set was serialised
