@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=20, ge=0, le=200)
+    #: PostgreSQL: connections per worker for the challenge and Evidence routes on the
+    #: event loop (docs/service.md); 0 runs those routes in the thread pool instead.
+    db_event_loop_pool_size: int = Field(default=8, ge=0, le=200)
 
     #: Lifetime of a challenge nonce, in seconds.
     challenge_ttl_seconds: int = Field(default=120, ge=1, le=3600)
