@@ -363,3 +363,20 @@ def test_event_loop_pool_replaces_a_connection_killed_while_idle(
         return await _attest(ctx, dev)
 
     assert _run(killed_then_used()).result.status.value == "affirming"
+
+
+def test_event_loop_path_can_be_turned_off(pg_url: str, tmp_path: Path) -> None:
+    ctx = build_context(Settings(data_dir=tmp_path, database_url=pg_url, webhook_worker=False,
+                                 db_event_loop_pool_size=0))
+    migrate(ctx.store.engine)
+    try:
+        assert not ctx.attestation.has_async_path
+        dev = PsaDevice("dev-z")
+        now = datetime.now(UTC)
+        ctx.inventory.create_device(device_id="dev-z", model="m1", owner="acme",
+                                    lifecycle_state="active", instance_id=None, now=now)
+        ctx.provisioning.submit("trust-anchors", name="fleet", media_type="application/json",
+                                content=trust_anchors_json([dev]), now=now)
+        assert _run(_attest(ctx, dev)).result.status.value == "affirming"
+    finally:
+        ctx.store.dispose()
