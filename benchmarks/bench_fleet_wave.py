@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -47,6 +48,68 @@ def raw_verify_rate(seconds: float = 2.0) -> float:
             pub.verify(sig, msg, ec.ECDSA(hashes.SHA256()))
         n += 200
     return n / (time.perf_counter() - t0)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int, *, tid: int | None = None) -> float:
+    """utime + stime of a process (all its threads) or of one of its threads, in seconds
+    (0 if it is gone)."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    try:
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _box_cpu_seconds() -> float:
+    """CPU seconds spent on the whole box (all cores, not idle/iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / _TICK
+
+
+def _postgres_pids(admin_url: str, db_url: str) -> tuple[list[int], list[int]]:
+    """The backends connected to the wave's database, and PostgreSQL's own background
+    processes (WAL writer, checkpointer, ...; they serve every database)."""
+    import psycopg
+
+    name = db_url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        backends = [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
+        background = [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type <> 'client backend'")]
+    return backends, background
+
+
+class CpuMeter:
+    """CPU seconds per process group over the wave (from ``/proc``)."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.start = {p: _cpu_seconds(p) for pids in groups.values() for p in pids}
+        self.box0 = _box_cpu_seconds()
+
+    def report(self, devices: int, elapsed: float,
+               more: dict[str, list[int]] | None = None) -> str:
+        """Per group; ``more`` adds processes that started during the wave (counted whole)."""
+        lines = []
+        total = 0.0
+        for g in {**self.groups, **(more or {})}:
+            pids = set(self.groups.get(g, [])) | set((more or {}).get(g, []))
+            used = sum(_cpu_seconds(p) - self.start.get(p, 0.0) for p in pids)
+            total += used
+            lines.append(f"  {g:<22} {used:7.1f} core-s  {1000 * used / devices:6.2f} ms/device")
+        box = _box_cpu_seconds() - self.box0
+        lines.append(f"  {'(all of the above)':<22} {total:7.1f} core-s  "
+                     f"{1000 * total / devices:6.2f} ms/device")
+        lines.append(f"  {'whole box':<22} {box:7.1f} core-s of {2 * elapsed:.1f} "
+                     f"(other work: {box - total:.1f})")
+        return "\n".join(lines)
 
 
 def _fresh_database(admin_url: str) -> str:
@@ -93,8 +156,21 @@ def replica_main(args: argparse.Namespace) -> None:
                                 workers=args.workers, sweep_interval=0,
                                 client_id=f"bench-replica-{os.getpid()}",
                                 batch_size=max(1, args.batch)).start()
+    # A running replica has its provisioned material loaded (the Trust Anchors of the whole
+    # fleet); load it before the wave, as a replica that has been up a while would have.
+    from datetime import UTC, datetime
+    ctx.material.get(now=datetime.now(UTC))
     print("ready", flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    per_thread: dict[str, float] = {}
+    for t in threading.enumerate():
+        name = t.name.split("-")[0] if t.name.startswith("Thread-") else \
+            t.name.rstrip("0123456789").rstrip("-_")
+        per_thread[name] = per_thread.get(name, 0.0) + _cpu_seconds(
+            os.getpid(), tid=t.native_id)
+    print(f"replica {os.getpid()} CPU by thread: " + ", ".join(
+        f"{k} {v:.1f}s" for k, v in sorted(per_thread.items(), key=lambda kv: -kv[1])),
+        file=sys.stderr)
     bridge.stop()
     print(f"replica {os.getpid()}: {bridge.batched_messages} messages in {bridge.batches} "
           f"batches ({bridge.batched_messages / max(1, bridge.batches):.1f} per batch)",
@@ -184,6 +260,13 @@ def main() -> None:
                 dev.firmware_version = "1.1"
                 dev.state = device_state(dev.model, "1.1", scenario)
             print(f"{len(links)} MQTT connections up; starting the wave")
+            backends, background = _postgres_pids(args.pg_url, db)
+            groups = {"replicas": [p.pid for p in procs], "bench (devices)": [os.getpid()],
+                      "postgres backends": backends, "postgres background": background}
+            if broker is not None and broker._proc is not None:
+                groups["mosquitto"] = [broker._proc.pid]
+            meter = CpuMeter(groups)
+            load0 = os.getloadavg()
             t_start = time.perf_counter()
             for dev in devices:
                 assert dev.agent is not None
@@ -204,6 +287,11 @@ def main() -> None:
             done = len(devices) - missing
             rate = done / elapsed
             print(f"events published in {t_sent - t_start:.1f}s")
+            print(f"load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f} "
+                  f"(1 min)")
+            print("CPU over the wave:")
+            backends, _ = _postgres_pids(args.pg_url, db)
+            print(meter.report(len(devices), elapsed, {"postgres backends": backends}))
             print(f"{done}/{len(devices)} results in {elapsed:.1f}s -> {rate:,.0f} results/s; "
                   f"statuses {statuses}")
             print(f"ratio to the two-core raw verify limit: {rate / (2 * raw):.3f}")

@@ -22,21 +22,32 @@ The statements and the guarantees they carry (the lifecycle coordinator composes
   results, lifecycle records, satisfied events and receipts: one ``executemany`` each
   (psycopg 3 pipelines it).
 
-On SQLite the same statements run inside ``BEGIN IMMEDIATE`` (one writer at a time);
-``FOR UPDATE`` is omitted by the dialect.
+On PostgreSQL every statement is one fixed SQL text whose parameters are arrays
+(``WHERE id = ANY(%s)``, ``INSERT ... SELECT ... FROM unnest(%s, %s, ...)``, ``UPDATE ...
+FROM unnest(...)``), run on the transaction's psycopg connection: one statement per step
+whatever the batch size (not one execution per row), no SQL compiled per batch, and psycopg
+prepares each statement on the server after a few uses. The writes at the end of a batch
+are pipelined (:meth:`BatchRepository.pipelined`: one round trip). The guarantees above are
+the same statements' (the same ``ON CONFLICT``, ``FOR UPDATE`` in id order and ``UPDATE
+... WHERE consumed_at IS NULL``).
+
+On SQLite the SQLAlchemy Core statements run inside ``BEGIN IMMEDIATE`` (one writer at a
+time); ``FOR UPDATE`` is omitted by the dialect.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import BindParameter, Connection, Table, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from devattest.errors import StoreError
 from devattest.store.hotpath import _A, _C, _D, _G, _W, _WD
 from devattest.store.lifecycle_repo import (
     DeviceLifecycleRecord,
@@ -73,7 +84,6 @@ _CONSUME = (update(_C)
 
 _WHY_NOT = select(_C.c.id, _C.c.consumed_at, _C.c.nonce).where(_C.c.id.in_(_IDS))
 
-_CLAIM_PG = pg_insert(_R).on_conflict_do_nothing(index_elements=["key"]).returning(_R.c.key)
 _CLAIM_SQLITE = (sqlite_insert(_R).on_conflict_do_nothing(index_elements=["key"])
                  .returning(_R.c.key))
 
@@ -118,9 +128,210 @@ _SATISFY = (update(_E).where(_E.c.event_id == bindparam("b_event"))
 LIFECYCLE_COLUMNS = ("state", "state_reason", "firmware_version", "latest_status", "latest_at",
                      "latest_requested_at", "latest_reasons", "latest_challenge_id",
                      "next_deadline", "posture", "posture_reason", "updated_at")
+_LIFECYCLE_TIMES = ("latest_at", "latest_requested_at", "next_deadline", "updated_at")
 _SAVE_LIFECYCLE = (update(_L).where(_L.c.device_id == bindparam("b_id"))
                    .values({c: bindparam(f"b_{c}", type_=_L.c[c].type)
                             for c in LIFECYCLE_COLUMNS}))
+
+
+# -- PostgreSQL: fixed statements over arrays (see the module docstring) -------------------
+_PG_CLAIM = """
+INSERT INTO evidence_receipts (key, challenge_id, device_id, evidence_sha256, state,
+                               lease_until, result, created_at, updated_at)
+SELECT t.k, t.c, t.d, t.e, 'processing', %(lease)s, NULL, %(now)s, %(now)s
+FROM unnest(%(keys)s::text[], %(cids)s::text[], %(dids)s::text[], %(shas)s::text[])
+     AS t(k, c, d, e)
+ORDER BY t.k
+ON CONFLICT (key) DO NOTHING
+RETURNING key"""
+
+_PG_RECEIPTS = """
+SELECT key, state, lease_until, result FROM evidence_receipts
+WHERE key = ANY(%(keys)s::text[]) ORDER BY key FOR UPDATE"""
+
+_PG_COMPLETE = """
+UPDATE evidence_receipts AS r SET state = 'done', result = t.res::json, lease_until = NULL,
+       updated_at = %(now)s
+FROM unnest(%(keys)s::text[], %(results)s::text[]) AS t(k, res)
+WHERE r.key = t.k"""
+
+_PG_TARGETS = """
+SELECT c.id, c.created_at, d.id, d.instance_id, d.model, d.owner, d.status,
+       d.lifecycle_state, (SELECT generation FROM config_generation WHERE id = 1)
+FROM challenges AS c JOIN devices AS d ON d.id = c.device_id
+WHERE c.id = ANY(%(ids)s::text[])
+ORDER BY d.id
+FOR UPDATE OF d"""
+
+_PG_CONSUME = """
+UPDATE challenges SET consumed_at = %(now)s
+WHERE id = ANY(%(ids)s::text[]) AND consumed_at IS NULL AND expires_at > %(now)s
+RETURNING id, nonce"""
+
+_PG_WHY_NOT = "SELECT id, consumed_at, nonce FROM challenges WHERE id = ANY(%(ids)s::text[])"
+
+_PG_ISSUE = """
+INSERT INTO challenges (id, device_id, nonce, created_at, expires_at, consumed_at)
+SELECT t.id, t.d, t.n, t.c, t.x, NULL
+FROM unnest(%(ids)s::text[], %(dids)s::text[], %(nonces)s::bytea[],
+            %(created)s::timestamptz[], %(expires)s::timestamptz[]) AS t(id, d, n, c, x)"""
+
+# History rows come back with (challenge_id, evidence_sha256), unique within a batch (one
+# receipt per pair), so each id is matched to its row whatever order RETURNING uses.
+_PG_HISTORY = """
+INSERT INTO attestations (device_id, challenge_id, outcome, status, media_type,
+                          evidence_sha256, reasons, ear, ear_expires_at, created_at)
+SELECT t.d, t.c, t.o, t.s, t.m, t.e, t.r::json, t.ear, t.x, t.at
+FROM unnest(%(dids)s::text[], %(cids)s::text[], %(outcomes)s::text[], %(statuses)s::text[],
+            %(mts)s::text[], %(shas)s::text[], %(reasons)s::text[], %(ears)s::text[],
+            %(exps)s::timestamptz[], %(ats)s::timestamptz[])
+     AS t(d, c, o, s, m, e, r, ear, x, at)
+RETURNING id, challenge_id, evidence_sha256"""
+
+_PG_DEVICE_RESULT = """
+UPDATE devices AS d SET status = t.s, latest_attestation_id = t.a, updated_at = %(now)s
+FROM unnest(%(ids)s::text[], %(statuses)s::text[], %(atts)s::bigint[]) AS t(id, s, a)
+WHERE d.id = t.id"""
+
+_PG_DEVICE_FACTS = """
+UPDATE devices AS d SET owner = t.o, lifecycle_state = t.s, updated_at = %(now)s
+FROM unnest(%(ids)s::text[], %(owners)s::text[], %(states)s::text[]) AS t(id, o, s)
+WHERE d.id = t.id"""
+
+_PG_LOCK_DEVICES = """
+SELECT id, model, owner, lifecycle_state, status FROM devices
+WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE"""
+
+_PG_ACTIVE_WEBHOOKS = "SELECT id FROM webhooks WHERE active ORDER BY id"
+
+_PG_WEBHOOKS = """
+INSERT INTO webhook_deliveries (webhook_id, event, payload, state, attempts,
+                                next_attempt_at, lease_until, last_error, created_at,
+                                delivered_at)
+SELECT h.id, t.e, t.p, 'pending', 0, %(now)s, NULL, NULL, %(now)s, NULL
+FROM unnest(%(events)s::text[], %(payloads)s::text[]) WITH ORDINALITY AS t(e, p, n)
+CROSS JOIN unnest(%(hooks)s::text[]) WITH ORDINALITY AS h(id, m)
+ORDER BY t.n, h.m"""
+
+_PG_RECORDS = """
+SELECT device_id, state, state_reason, firmware_version, latest_status, latest_at,
+       latest_requested_at, latest_reasons, latest_challenge_id, next_deadline, posture,
+       posture_reason, updated_at
+FROM device_lifecycle WHERE device_id = ANY(%(ids)s::text[])"""
+
+_PG_CREATE_RECORDS = """
+INSERT INTO device_lifecycle (device_id, state, state_reason, firmware_version,
+                              latest_status, latest_at, latest_requested_at, latest_reasons,
+                              latest_challenge_id, next_deadline, posture, posture_reason,
+                              updated_at)
+SELECT t.id, t.st, t.sr, t.fw, t.ls, t.la, t.lr, t.rs::json, t.lc, t.nd, t.po, t.pr, t.up
+FROM unnest(%(ids)s::text[], %(states)s::text[], %(reasons)s::text[], %(fws)s::text[],
+            %(lstatus)s::text[], %(lat)s::timestamptz[], %(lreq)s::timestamptz[],
+            %(lreasons)s::text[], %(lchal)s::text[], %(deadlines)s::timestamptz[],
+            %(postures)s::text[], %(preasons)s::text[], %(updated)s::timestamptz[])
+     AS t(id, st, sr, fw, ls, la, lr, rs, lc, nd, po, pr, up)"""
+
+_PG_SAVE_LIFECYCLE = """
+UPDATE device_lifecycle AS l
+SET state = t.st, state_reason = t.sr, firmware_version = t.fw, latest_status = t.ls,
+    latest_at = t.la, latest_requested_at = t.lr, latest_reasons = t.rs::json,
+    latest_challenge_id = t.lc, next_deadline = t.nd, posture = t.po, posture_reason = t.pr,
+    updated_at = t.up
+FROM unnest(%(ids)s::text[], %(states)s::text[], %(reasons)s::text[], %(fws)s::text[],
+            %(lstatus)s::text[], %(lat)s::timestamptz[], %(lreq)s::timestamptz[],
+            %(lreasons)s::text[], %(lchal)s::text[], %(deadlines)s::timestamptz[],
+            %(postures)s::text[], %(preasons)s::text[], %(updated)s::timestamptz[])
+     AS t(id, st, sr, fw, ls, la, lr, rs, lc, nd, po, pr, up)
+WHERE l.device_id = t.id"""
+
+_PG_PENDING = """
+SELECT device_id, event_id, kind, at, deadline FROM lifecycle_events
+WHERE device_id = ANY(%(ids)s::text[]) AND satisfied_at IS NULL AND deadline IS NOT NULL
+ORDER BY device_id, id"""
+
+_PG_FIND_EVENTS = """
+SELECT event_id, deadline, satisfied_at FROM lifecycle_events
+WHERE event_id = ANY(%(ids)s::text[])"""
+
+_PG_ADD_EVENTS = """
+INSERT INTO lifecycle_events (event_id, device_id, kind, details, source, at, deadline,
+                              satisfied_at, satisfied_by_challenge)
+SELECT t.e, t.d, t.k, t.det::json, t.src, t.at, t.dl, NULL, NULL
+FROM unnest(%(eids)s::text[], %(dids)s::text[], %(kinds)s::text[], %(details)s::text[],
+            %(sources)s::text[], %(ats)s::timestamptz[], %(deadlines)s::timestamptz[])
+     WITH ORDINALITY AS t(e, d, k, det, src, at, dl, n)
+ORDER BY t.n"""
+
+_PG_SATISFY = """
+UPDATE lifecycle_events AS e SET satisfied_at = %(now)s, satisfied_by_challenge = t.c
+FROM unnest(%(eids)s::text[], %(cids)s::text[]) AS t(eid, c)
+WHERE e.event_id = t.eid"""
+
+
+class PendingEvent(NamedTuple):
+    """An unanswered event with a deadline."""
+
+    device_id: str
+    event_id: str
+    kind: str
+    at: datetime
+    deadline: datetime | None
+
+
+class DeviceRow(NamedTuple):
+    """A locked device's facts."""
+
+    id: str
+    model: str
+    owner: str
+    lifecycle_state: str
+    status: str
+
+
+class EventRow(NamedTuple):
+    """A recorded event's deadline and answer time."""
+
+    event_id: str
+    deadline: datetime | None
+    satisfied_at: datetime | None
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """psycopg errors from the raw statements as :class:`StoreError` (SQLAlchemy wraps its
+    own; these bypass it). The caller's transaction is then rolled back."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise StoreError(f"database error: {type(exc).__name__}") from exc
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A timestamp read with psycopg, in UTC (as :class:`~devattest.store._types.UTCDateTime`
+    returns it)."""
+    return None if value is None else value.astimezone(UTC)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _lifecycle_arrays(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    return {"ids": [r["device_id"] for r in rows],
+            "states": [r["state"] for r in rows],
+            "reasons": [r["state_reason"] for r in rows],
+            "fws": [r["firmware_version"] for r in rows],
+            "lstatus": [r["latest_status"] for r in rows],
+            "lat": [r["latest_at"] for r in rows],
+            "lreq": [r["latest_requested_at"] for r in rows],
+            "lreasons": [_json(r["latest_reasons"] or []) for r in rows],
+            "lchal": [r["latest_challenge_id"] for r in rows],
+            "deadlines": [r["next_deadline"] for r in rows],
+            "postures": [r["posture"] for r in rows],
+            "preasons": [r["posture_reason"] for r in rows],
+            "updated": [r["updated_at"] for r in rows]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,19 +369,55 @@ class BatchRepository:
     def __init__(self, conn: Connection) -> None:
         self._c = conn
         self._pg = conn.dialect.name == "postgresql"
+        self._raw: Any = None
+
+    def _cur(self) -> Any:
+        """A psycopg cursor on the transaction's connection (PostgreSQL only)."""
+        if self._raw is None:
+            self._raw = self._c.connection.driver_connection
+        return self._raw.cursor()
+
+    def _pg_rows(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        with _store_errors(), self._cur() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+
+    def _pg_run(self, sql: str, params: Mapping[str, Any]) -> None:
+        with _store_errors(), self._cur() as cur:
+            cur.execute(sql, params)
+
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Statements inside are sent together (PostgreSQL pipeline mode: one round trip,
+        results checked at the end of the block); a no-op on SQLite."""
+        if not self._pg:
+            yield
+            return
+        if self._raw is None:
+            self._raw = self._c.connection.driver_connection
+        with _store_errors(), self._raw.pipeline():
+            yield
 
     # -- receipts -----------------------------------------------------------------------------
     def claim_receipts(self, rows: Sequence[Mapping[str, Any]], *, now: datetime,
                        lease_until: datetime) -> set[str]:
         """Insert a ``processing`` receipt per row (``key``, ``challenge_id``, ``device_id``,
         ``evidence_sha256``); returns the keys this transaction inserted (the others exist)."""
-        stmt = _CLAIM_PG if self._pg else _CLAIM_SQLITE
         won: set[str] = set()
         ordered = sorted(rows, key=lambda r: str(r["key"]))
+        if self._pg:
+            if ordered:
+                won.update(r[0] for r in self._pg_rows(_PG_CLAIM, {
+                    "lease": lease_until, "now": now,
+                    "keys": [r["key"] for r in ordered],
+                    "cids": [r["challenge_id"] for r in ordered],
+                    "dids": [r["device_id"] for r in ordered],
+                    "shas": [r["evidence_sha256"] for r in ordered]}))
+            return won
         for chunk in _chunks(ordered):
             # One statement per chunk (SQLAlchemy's "insertmanyvalues": a multi-row VALUES
             # in parameter order, compiled once), not one round trip per row.
-            won.update(self._c.execute(stmt, [
+            won.update(self._c.execute(_CLAIM_SQLITE, [
                 {"key": r["key"], "challenge_id": r["challenge_id"],
                  "device_id": r["device_id"], "evidence_sha256": r["evidence_sha256"],
                  "state": "processing", "lease_until": lease_until, "result": None,
@@ -180,6 +427,11 @@ class BatchRepository:
     def existing_receipts(self, keys: Sequence[str]) -> dict[str, ExistingReceipt]:
         """Receipts held by other transactions (locked until this one ends)."""
         out: dict[str, ExistingReceipt] = {}
+        if self._pg:
+            for key, state, lease, result in self._pg_rows(_PG_RECEIPTS,
+                                                           {"keys": sorted(keys)}):
+                out[key] = ExistingReceipt(state, _utc(lease), result)
+            return out
         for chunk in _chunks(sorted(keys)):
             for row in self._c.execute(_RECEIPTS, {"p_ids": chunk}):
                 out[row.key] = ExistingReceipt(row.state, row.lease_until, row.result)
@@ -188,15 +440,29 @@ class BatchRepository:
     def complete_receipts(self, results: Sequence[tuple[str, dict[str, Any]]], *,
                           now: datetime) -> None:
         """Store the result that answers each submission (and every redelivery of it)."""
-        if results:
-            self._c.execute(_COMPLETE, [{"b_key": k, "b_result": r, "b_now": now}
-                                        for k, r in results])
+        if not results:
+            return
+        if self._pg:
+            self._pg_run(_PG_COMPLETE, {"now": now, "keys": [k for k, _ in results],
+                                        "results": [_json(r) for _, r in results]})
+            return
+        self._c.execute(_COMPLETE, [{"b_key": k, "b_result": r, "b_now": now}
+                                    for k, r in results])
 
     # -- challenges ---------------------------------------------------------------------------
     def evidence_targets(self, challenge_ids: Sequence[str]) -> dict[str, EvidenceTarget]:
         """The challenges with their devices, the device rows locked in id order."""
         out: dict[str, EvidenceTarget] = {}
-        for chunk in _chunks(sorted(set(challenge_ids))):
+        ids = sorted(set(challenge_ids))
+        if self._pg:
+            for (cid, issued, did, iid, model, owner, status, state,
+                 gen) in self._pg_rows(_PG_TARGETS, {"ids": ids}):
+                out[cid] = EvidenceTarget(
+                    challenge_id=cid, issued_at=issued.astimezone(UTC), device_id=did,
+                    instance_id=iid, model=model, owner=owner, status=status,
+                    lifecycle_state=state, generation=int(gen or 0))
+            return out
+        for chunk in _chunks(ids):
             for r in self._c.execute(_TARGETS, {"p_ids": chunk}):
                 out[r.challenge_id] = EvidenceTarget(
                     challenge_id=r.challenge_id, issued_at=r.issued_at, device_id=r.device_id,
@@ -213,10 +479,19 @@ class BatchRepository:
         """
         consumed: dict[str, bytes] = {}
         ids = sorted(set(challenge_ids))
+        refused: dict[str, tuple[bool, bytes]] = {}
+        if self._pg:
+            if ids:
+                for cid, nonce in self._pg_rows(_PG_CONSUME, {"ids": ids, "now": now}):
+                    consumed[cid] = bytes(nonce)
+            rest = [c for c in ids if c not in consumed]
+            if rest:
+                for cid, consumed_at, nonce in self._pg_rows(_PG_WHY_NOT, {"ids": rest}):
+                    refused[cid] = (consumed_at is not None, bytes(nonce))
+            return consumed, refused
         for chunk in _chunks(ids):
             for cid, nonce in self._c.execute(_CONSUME, {"p_ids": chunk, "p_now": now}):
                 consumed[cid] = nonce
-        refused: dict[str, tuple[bool, bytes]] = {}
         rest = [c for c in ids if c not in consumed]
         for chunk in _chunks(rest):
             for cid, consumed_at, nonce in self._c.execute(_WHY_NOT, {"p_ids": chunk}):
@@ -227,44 +502,92 @@ class BatchRepository:
         """Insert challenges (``id``, ``device_id``, ``nonce``, ``created_at``,
         ``expires_at``); the caller checked, under the device lock, that each device may be
         challenged."""
-        if rows:
-            self._c.execute(insert(_C), [{**r, "consumed_at": None} for r in rows])
+        if not rows:
+            return
+        if self._pg:
+            self._pg_run(_PG_ISSUE, {"ids": [r["id"] for r in rows],
+                                     "dids": [r["device_id"] for r in rows],
+                                     "nonces": [r["nonce"] for r in rows],
+                                     "created": [r["created_at"] for r in rows],
+                                     "expires": [r["expires_at"] for r in rows]})
+            return
+        self._c.execute(insert(_C), [{**r, "consumed_at": None} for r in rows])
 
     # -- history and devices ------------------------------------------------------------------
     def insert_history(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         """Append history rows (``attestations`` columns); returns their ids in order."""
         if not rows:
             return []
+        if self._pg:
+            got = {(c, e): int(i) for i, c, e in self._pg_rows(_PG_HISTORY, {
+                "dids": [r["device_id"] for r in rows],
+                "cids": [r["challenge_id"] for r in rows],
+                "outcomes": [r["outcome"] for r in rows],
+                "statuses": [r["status"] for r in rows],
+                "mts": [r["media_type"] for r in rows],
+                "shas": [r["evidence_sha256"] for r in rows],
+                "reasons": [_json(r["reasons"]) for r in rows],
+                "ears": [r["ear"] for r in rows],
+                "exps": [r["ear_expires_at"] for r in rows],
+                "ats": [r["created_at"] for r in rows]})}
+            if len(got) != len(rows):
+                raise RuntimeError("history rows must be unique per (challenge, Evidence)")
+            return [got[(r["challenge_id"], r["evidence_sha256"])] for r in rows]
         return [int(i) for i in self._c.execute(_HISTORY, list(rows)).scalars()]
 
     def set_device_results(self, rows: Sequence[tuple[str, str, int]], *,
                            now: datetime) -> None:
         """Set each device's status and latest result: ``(device_id, status,
         attestation_id)``."""
-        if rows:
-            self._c.execute(_DEVICE_RESULT, [{"b_id": d, "b_status": s, "b_attestation": a,
-                                              "b_now": now} for d, s, a in rows])
+        if not rows:
+            return
+        if self._pg:
+            self._pg_run(_PG_DEVICE_RESULT, {"now": now, "ids": [d for d, _, _ in rows],
+                                             "statuses": [s for _, s, _ in rows],
+                                             "atts": [a for _, _, a in rows]})
+            return
+        self._c.execute(_DEVICE_RESULT, [{"b_id": d, "b_status": s, "b_attestation": a,
+                                          "b_now": now} for d, s, a in rows])
 
     def set_device_facts(self, rows: Sequence[tuple[str, str, str]], *, now: datetime) -> None:
         """Set each device's owner and inventory lifecycle state: ``(device_id, owner,
         lifecycle_state)``."""
-        if rows:
-            self._c.execute(_DEVICE_FACTS, [{"b_id": d, "b_owner": o, "b_state": s,
-                                             "b_now": now} for d, o, s in rows])
+        if not rows:
+            return
+        if self._pg:
+            self._pg_run(_PG_DEVICE_FACTS, {"now": now, "ids": [d for d, _, _ in rows],
+                                            "owners": [o for _, o, _ in rows],
+                                            "states": [s for _, _, s in rows]})
+            return
+        self._c.execute(_DEVICE_FACTS, [{"b_id": d, "b_owner": o, "b_state": s,
+                                         "b_now": now} for d, o, s in rows])
 
-    def lock_devices(self, device_ids: Sequence[str]) -> dict[str, Any]:
+    def lock_devices(self, device_ids: Sequence[str]) -> dict[str, DeviceRow]:
         """The devices (``id``, ``model``, ``owner``, ``lifecycle_state``, ``status``),
         locked in id order."""
-        out: dict[str, Any] = {}
-        for chunk in _chunks(sorted(set(device_ids))):
+        out: dict[str, DeviceRow] = {}
+        ids = sorted(set(device_ids))
+        if self._pg:
+            if ids:
+                for r in self._pg_rows(_PG_LOCK_DEVICES, {"ids": ids}):
+                    out[r[0]] = DeviceRow(*r)
+            return out
+        for chunk in _chunks(ids):
             for r in self._c.execute(_LOCK_DEVICES, {"p_ids": chunk}):
-                out[r.id] = r
+                out[r.id] = DeviceRow(r.id, r.model, r.owner, r.lifecycle_state, r.status)
         return out
 
     # -- webhooks -----------------------------------------------------------------------------
     def enqueue_webhooks(self, payloads: Sequence[tuple[str, str]], *, now: datetime) -> None:
         """Queue each ``(event, payload)`` for every active subscription."""
         if not payloads:
+            return
+        if self._pg:
+            hooks = [r[0] for r in self._pg_rows(_PG_ACTIVE_WEBHOOKS, {})]
+            if hooks:
+                self._pg_run(_PG_WEBHOOKS, {"now": now, "hooks": hooks,
+                                            "events": [e for e, _ in payloads],
+                                            "payloads": [p for _, p in payloads]})
             return
         hooks = list(self._c.execute(_ACTIVE_WEBHOOKS).scalars())
         if not hooks:
@@ -276,55 +599,102 @@ class BatchRepository:
             for e, p in payloads for h in hooks])
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def lifecycle_records(self, device_ids: Sequence[str]) -> dict[str, Any]:
-        """The lifecycle rows of these devices (their devices are locked by the caller)."""
-        out: dict[str, Any] = {}
-        for chunk in _chunks(sorted(set(device_ids))):
+    def lifecycle_records(self, device_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The lifecycle rows of these devices (their devices are locked by the caller):
+        ``device_id -> {column: value}`` for every :data:`LIFECYCLE_COLUMNS`."""
+        out: dict[str, dict[str, Any]] = {}
+        ids = sorted(set(device_ids))
+        if self._pg:
+            if ids:
+                for r in self._pg_rows(_PG_RECORDS, {"ids": ids}):
+                    rec = dict(zip(LIFECYCLE_COLUMNS, r[1:], strict=True))
+                    for c in _LIFECYCLE_TIMES:
+                        rec[c] = _utc(rec[c])
+                    out[r[0]] = rec
+            return out
+        for chunk in _chunks(ids):
             for r in self._c.execute(_RECORDS, {"p_ids": chunk}):
-                out[r.device_id] = r
+                out[r.device_id] = {c: r._mapping[c] for c in LIFECYCLE_COLUMNS}
         return out
 
     def create_lifecycle_records(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert lifecycle rows (``device_id`` and every :data:`LIFECYCLE_COLUMNS`)."""
-        if rows:
-            self._c.execute(insert(_L), list(rows))
+        if not rows:
+            return
+        if self._pg:
+            self._pg_run(_PG_CREATE_RECORDS, _lifecycle_arrays(rows))
+            return
+        self._c.execute(insert(_L), list(rows))
 
-    def pending_events(self, device_ids: Sequence[str]) -> dict[str, list[Any]]:
+    def pending_events(self, device_ids: Sequence[str]) -> dict[str, list[PendingEvent]]:
         """Unanswered events with a deadline, per device, oldest first."""
-        out: dict[str, list[Any]] = {d: [] for d in device_ids}
-        for chunk in _chunks(sorted(set(device_ids))):
+        out: dict[str, list[PendingEvent]] = {d: [] for d in device_ids}
+        ids = sorted(set(device_ids))
+        if self._pg:
+            if ids:
+                for d, e, k, at, dl in self._pg_rows(_PG_PENDING, {"ids": ids}):
+                    out.setdefault(d, []).append(PendingEvent(d, e, k, at.astimezone(UTC),
+                                                              _utc(dl)))
+            return out
+        for chunk in _chunks(ids):
             for r in self._c.execute(_PENDING, {"p_ids": chunk}):
-                out.setdefault(r.device_id, []).append(r)
+                out.setdefault(r.device_id, []).append(
+                    PendingEvent(r.device_id, r.event_id, r.kind, r.at, r.deadline))
         return out
 
-    def find_events(self, event_ids: Sequence[str]) -> dict[str, Any]:
+    def find_events(self, event_ids: Sequence[str]) -> dict[str, EventRow]:
         """Events already recorded among ``event_ids`` (``deadline``, ``satisfied_at``)."""
-        out: dict[str, Any] = {}
-        for chunk in _chunks(sorted(set(event_ids))):
+        out: dict[str, EventRow] = {}
+        ids = sorted(set(event_ids))
+        if self._pg:
+            if ids:
+                for e, dl, sat in self._pg_rows(_PG_FIND_EVENTS, {"ids": ids}):
+                    out[e] = EventRow(e, _utc(dl), _utc(sat))
+            return out
+        for chunk in _chunks(ids):
             for r in self._c.execute(_FIND_EVENTS, {"p_ids": chunk}):
-                out[r.event_id] = r
+                out[r.event_id] = EventRow(r.event_id, r.deadline, r.satisfied_at)
         return out
 
     def add_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append events (``event_id``, ``device_id``, ``kind``, ``details``, ``source``,
         ``at``, ``deadline``)."""
-        if rows:
-            self._c.execute(insert(_E), [{**r, "satisfied_at": None,
-                                          "satisfied_by_challenge": None} for r in rows])
+        if not rows:
+            return
+        if self._pg:
+            self._pg_run(_PG_ADD_EVENTS, {"eids": [r["event_id"] for r in rows],
+                                          "dids": [r["device_id"] for r in rows],
+                                          "kinds": [r["kind"] for r in rows],
+                                          "details": [_json(r["details"]) for r in rows],
+                                          "sources": [r["source"] for r in rows],
+                                          "ats": [r["at"] for r in rows],
+                                          "deadlines": [r["deadline"] for r in rows]})
+            return
+        self._c.execute(insert(_E), [{**r, "satisfied_at": None,
+                                      "satisfied_by_challenge": None} for r in rows])
 
     def satisfy_events(self, rows: Sequence[tuple[str, str | None]], *, now: datetime) -> None:
         """Mark events answered: ``(event_id, challenge_id)``."""
-        if rows:
-            self._c.execute(_SATISFY, [{"b_event": e, "b_challenge": c, "b_now": now}
-                                       for e, c in rows])
+        if not rows:
+            return
+        if self._pg:
+            self._pg_run(_PG_SATISFY, {"now": now, "eids": [e for e, _ in rows],
+                                       "cids": [c for _, c in rows]})
+            return
+        self._c.execute(_SATISFY, [{"b_event": e, "b_challenge": c, "b_now": now}
+                                   for e, c in rows])
 
     def save_lifecycle(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Write lifecycle rows (``device_id`` and every :data:`LIFECYCLE_COLUMNS`)."""
-        if rows:
-            self._c.execute(_SAVE_LIFECYCLE, [
-                {"b_id": r["device_id"], **{f"b_{c}": r[c] for c in LIFECYCLE_COLUMNS}}
-                for r in rows])
+        if not rows:
+            return
+        if self._pg:
+            self._pg_run(_PG_SAVE_LIFECYCLE, _lifecycle_arrays(rows))
+            return
+        self._c.execute(_SAVE_LIFECYCLE, [
+            {"b_id": r["device_id"], **{f"b_{c}": r[c] for c in LIFECYCLE_COLUMNS}}
+            for r in rows])
 
 
-__all__ = ["CHUNK", "LIFECYCLE_COLUMNS", "BatchRepository", "EvidenceTarget",
-           "ExistingReceipt"]
+__all__ = ["CHUNK", "LIFECYCLE_COLUMNS", "BatchRepository", "DeviceRow", "EventRow",
+           "EvidenceTarget", "ExistingReceipt", "PendingEvent"]

@@ -67,7 +67,7 @@ from devattest.store import (
     WebhookRepository,
     receipt_key,
 )
-from devattest.store.batch_repo import LIFECYCLE_COLUMNS, BatchRepository
+from devattest.store.batch_repo import BatchRepository
 from devattest.store.hotpath import INACTIVE_STATES, webhook_event
 from devattest.store.lifecycle_repo import (
     DeviceLifecycleRecord,
@@ -581,8 +581,7 @@ class LifecycleCoordinator:
                 else:  # held by a one-at-a-time worker (or its lease expired): that path
                     fallback.add(i)
             work = [i for i in unique if keys[i] in won]
-            self._appraise_batch(repo, items, work, digests, messages, changes, now=now)
-            repo.complete_receipts([(keys[i], messages[i]) for i in work], now=now)
+            self._appraise_batch(repo, items, work, keys, digests, messages, changes, now=now)
         out: list[EvidenceOutcome] = []
         for idx, it in enumerate(items):
             src = first[keys[idx]]
@@ -603,7 +602,7 @@ class LifecycleCoordinator:
         return out
 
     def _appraise_batch(self, repo: BatchRepository, items: Sequence[EvidenceItem],
-                        work: Sequence[int], digests: Sequence[str],
+                        work: Sequence[int], keys: Sequence[str], digests: Sequence[str],
                         messages: dict[int, dict[str, Any]],
                         changes: dict[int, PostureChange], *, now: datetime) -> None:
         appraiser = self.appraiser
@@ -698,9 +697,11 @@ class LifecycleCoordinator:
             message["posture"] = tr.rec["posture"]
             message["posture_reason"] = tr.rec["posture_reason"]
             messages[i] = message
-        repo.set_device_results(list(results.values()), now=now)
-        self._write_tracked(repo, tracked, satisfied, now=now)
-        repo.enqueue_webhooks(hooks, now=now)
+        with repo.pipelined():  # one round trip for the batch's writes
+            repo.set_device_results(list(results.values()), now=now)
+            self._write_tracked(repo, tracked, satisfied, now=now)
+            repo.enqueue_webhooks(hooks, now=now)
+            repo.complete_receipts([(keys[i], messages[i]) for i in work], now=now)
 
     def report_events(self, items: Sequence[tuple[str, Mapping[str, Any]]], *, now: datetime,
                       source: str = "device") -> list[EventOutcome | DevattestError]:
@@ -791,10 +792,11 @@ class LifecycleCoordinator:
                     hooks.append(("device.posture_changed", _canonical(change.as_message())))
                 issued[idx] = None if event.kind is EventKind.DECOMMISSION else \
                     self._batch_challenge(tr, eid, now, challenges)
-            repo.add_events(new_events)
-            self._write_tracked(repo, tracked, satisfied, now=now)
-            repo.issue_challenges(challenges)
-            repo.enqueue_webhooks(hooks, now=now)
+            with repo.pipelined():  # one round trip for the batch's writes
+                repo.add_events(new_events)
+                self._write_tracked(repo, tracked, satisfied, now=now)
+                repo.issue_challenges(challenges)
+                repo.enqueue_webhooks(hooks, now=now)
         assert self.appraiser is not None
         self.appraiser.challenge_issued(len(challenges))
         for idx, e in enumerate(eids):
@@ -826,9 +828,7 @@ class LifecycleCoordinator:
         """The lifecycle of each (locked) device: ``device_id -> (model, owner, inventory
         state)``; a missing lifecycle record is created, as :meth:`_load` does."""
         ids = sorted(devices)
-        recs: dict[str, dict[str, Any]] = {
-            d: {c: r._mapping[c] for c in LIFECYCLE_COLUMNS}
-            for d, r in repo.lifecycle_records(ids).items()}
+        recs = repo.lifecycle_records(ids)
         missing = [d for d in ids if d not in recs]
         for d in missing:
             recs[d] = {"state": _FROM_INVENTORY.get(devices[d][2],

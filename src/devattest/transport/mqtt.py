@@ -165,14 +165,44 @@ def connect_async(client: mqtt.Client, settings: MqttSettings, *, persistent: bo
     client.loop_start()
 
 
-def json_properties(settings: MqttSettings) -> Properties | None:
-    """MQTT 5 PUBLISH properties saying the payload is JSON (None on MQTT 3.1.1)."""
-    if not settings.mqtt5:
-        return None
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+class _PackedProperties(Properties):
+    """PUBLISH properties packed once: paho packs a message's properties on every publish
+    (and building a :class:`Properties` costs more than the rest of a small publish)."""
+
+    def __init__(self, packet_type: int) -> None:
+        super().__init__(packet_type)  # type: ignore[no-untyped-call]
+        object.__setattr__(self, "_packed", None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, "_packed", None)  # packed again after a change
+        super().__setattr__(name, value)  # type: ignore[no-untyped-call]
+
+    def pack(self) -> bytes:
+        packed: bytes | None = self.__dict__.get("_packed")
+        if packed is None:
+            packed = super().pack()  # type: ignore[no-untyped-call]
+            object.__setattr__(self, "_packed", packed)
+        return packed
+
+
+def _json_publish_properties() -> Properties:
+    props = _PackedProperties(PacketTypes.PUBLISH)
     props.ContentType = "application/json"
     props.PayloadFormatIndicator = 1
+    props.pack()
     return props
+
+
+#: Shared by every publish (paho only reads them).
+_JSON_PROPERTIES = _json_publish_properties()
+
+
+def json_properties(settings: MqttSettings) -> Properties | None:
+    """MQTT 5 PUBLISH properties saying the payload is JSON (None on MQTT 3.1.1); one
+    shared, pre-packed object (callers must not modify it)."""
+    if not settings.mqtt5:
+        return None
+    return _JSON_PROPERTIES
 
 
 # -- topics ----------------------------------------------------------------------------------
