@@ -33,7 +33,7 @@ from devattest.service.routes import (
     webhooks,
 )
 from devattest.service.services.retention import RetentionJob
-from devattest.service.services.webhooks import WebhookWorker
+from devattest.service.services.webhooks import WebhookWorker, parse_networks
 from devattest.service.settings import Settings
 from devattest.store import migrate
 
@@ -124,7 +124,8 @@ def _start_jobs(ctx: AppContext) -> None:
         ctx.webhook_worker = WebhookWorker(
             ctx.store, ctx.metrics, max_attempts=s.webhook_max_attempts,
             backoff=s.webhook_backoff_seconds, timeout=s.webhook_timeout_seconds,
-            poll=s.webhook_poll_seconds)
+            poll=s.webhook_poll_seconds,
+            allowed_networks=parse_networks(s.webhook_allowed_networks))
         ctx.webhook_worker.start()
     if s.retention_interval_seconds:
         ctx.retention_job = RetentionJob(ctx.store, ctx.retention_policy,

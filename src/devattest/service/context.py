@@ -16,7 +16,11 @@ from devattest.service.services.material import MaterialCache
 from devattest.service.services.provisioning import ProvisioningService, load_corim_signers
 from devattest.service.services.retention import RetentionJob
 from devattest.service.services.tokens import TokenService
-from devattest.service.services.webhooks import WebhookService, WebhookWorker
+from devattest.service.services.webhooks import (
+    WebhookService,
+    WebhookWorker,
+    parse_networks,
+)
 from devattest.service.settings import Settings
 from devattest.service.signing import FileKeySigner, Pkcs11Signer, ResultSigner
 from devattest.service.tls import ClientRevocation
@@ -121,4 +125,6 @@ def build_context(settings: Settings, *, registry: SchemeRegistry | None = None
             corim_signers=(load_corim_signers(settings.corim_signer_keys_file)
                            if settings.corim_signer_keys_file is not None else ())),
         inventory=InventoryService(store), tokens=TokenService(store),
-        webhooks=WebhookService(store), retention_policy=retention_policy(settings))
+        webhooks=WebhookService(store, allowed_networks=parse_networks(
+            settings.webhook_allowed_networks)),
+        retention_policy=retention_policy(settings))

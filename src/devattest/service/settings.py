@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
     #: Run the webhook delivery worker in this process.
     webhook_worker: bool = True
+    #: Networks (CIDR) webhooks may target although they are not globally routable
+    #: (loopback, private, link-local ...); by default none (server-side request forgery).
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
 
     retention_max_age_days: float | None = Field(default=90, gt=0)
     retention_max_rows_per_device: int | None = Field(default=10_000, ge=1)
@@ -102,6 +105,15 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: str) -> str:
         return v.upper()
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in v:
+            ipaddress.ip_network(net, strict=False)  # ValueError -> a validation error
+        return v
 
     @property
     def effective_database_url(self) -> str:

@@ -62,7 +62,9 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     svc = ServiceProcess(data, url, env={
         "DEVATTEST_WEBHOOK_BACKOFF_SECONDS": "0.05", "DEVATTEST_WEBHOOK_POLL_SECONDS": "0.05",
         "DEVATTEST_WEBHOOK_MAX_ATTEMPTS": "2", "DEVATTEST_WEBHOOK_TIMEOUT_SECONDS": "1",
-        "DEVATTEST_AUTH_CACHE_SECONDS": "0"}).start()
+        "DEVATTEST_AUTH_CACHE_SECONDS": "0",
+        # The test receiver listens on loopback, which webhooks may not target by default.
+        "DEVATTEST_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]'}).start()
     devices = {"dev-a": PsaDevice.rfc9783("dev-a"), "dev-b": PsaDevice("dev-b")}
     live = Live(svc, url, tokens, devices)
     r = live.client("provisioner").post("/v1/trust-anchors", params={"name": "fleet"},

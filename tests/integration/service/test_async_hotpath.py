@@ -37,7 +37,8 @@ def pg_url(make_postgres_database: Callable[[], str]) -> str:
 
 
 def _context(url: str, data: Path) -> AppContext:
-    ctx = build_context(Settings(data_dir=data, database_url=url, webhook_worker=False))
+    ctx = build_context(Settings(data_dir=data, database_url=url, webhook_worker=False,
+                                 webhook_allowed_networks=["192.0.2.0/24"]))
     migrate(ctx.store.engine)
     return ctx
 
@@ -264,7 +265,7 @@ def test_rebinding_between_challenge_and_evidence_refuses_the_old_key(
 def test_status_change_on_the_event_loop_path_still_queues_webhooks(
         world: tuple[AppContext, dict[str, PsaDevice]]) -> None:
     ctx, devices = world
-    ctx.webhooks.create(url="https://rp.example/hook", secret="s" * 32,
+    ctx.webhooks.create(url="https://192.0.2.10/hook", secret="s" * 32,
                         now=datetime.now(UTC))
     dev = devices["dev-a"]
     _run(_attest(ctx, dev))  # none -> affirming

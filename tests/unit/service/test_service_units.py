@@ -127,6 +127,6 @@ def test_provisioning_media_types_and_bad_documents() -> None:
 
 def test_webhook_signature_binds_timestamp_and_body() -> None:
     sig = signature("secret-secret-secret", 100, b"{}")
-    assert verify_signature("secret-secret-secret", 100, b"{}", sig)
-    assert not verify_signature("secret-secret-secret", 101, b"{}", sig)
-    assert not verify_signature("secret-secret-secret", 100, b"{ }", sig)
+    assert verify_signature("secret-secret-secret", 100, b"{}", sig, now=100)
+    assert not verify_signature("secret-secret-secret", 101, b"{}", sig, now=100)
+    assert not verify_signature("secret-secret-secret", 100, b"{ }", sig, now=100)

@@ -11,18 +11,31 @@ Each delivery is a POST of the event JSON with
 
 A background worker leases due deliveries (replicas share the queue), retries failures with
 exponential backoff, and after ``max_attempts`` moves them to the dead letters.
+
+Destinations (server-side request forgery): a relying party names the URL, and the
+Verifier, inside the operator's network, sends the request. So a webhook may only target
+globally routable addresses, unless the operator lists a network in
+``webhook_allowed_networks``: loopback, private, link-local (cloud metadata at
+169.254.169.254), shared, reserved and multicast addresses are refused when the webhook is
+created and again at every delivery, after resolving the name, and the request then goes to
+the address that was checked (the name is kept for ``Host`` and TLS), so a DNS answer that
+changes between the check and the connection (rebinding) cannot redirect it. Redirects are
+never followed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
+import socket
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 
@@ -41,22 +54,112 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def verify_signature(secret: str, timestamp: int, body: bytes, header: str) -> bool:
-    """For receivers (and tests): constant-time check of the signature header."""
+#: How far a receiver accepts ``X-Devattest-Timestamp`` from its own clock, in seconds.
+DEFAULT_TOLERANCE = 300
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def verify_signature(secret: str, timestamp: int, body: bytes, header: str, *,
+                     now: float | None = None, tolerance: int = DEFAULT_TOLERANCE) -> bool:
+    """For receivers (and tests): the signature header is right (constant-time) and the
+    timestamp within ``tolerance`` seconds of ``now`` (default: this machine's clock), so a
+    captured delivery cannot be replayed to the receiver later."""
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        return False
     return hmac.compare_digest(signature(secret, timestamp, body), header)
+
+
+class DestinationRefused(Exception):
+    """A webhook URL that names, or resolves to, an address webhooks may not target."""
+
+
+def parse_networks(values: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """CIDR strings as networks.
+
+    Raises:
+        ValueError: a value is not an IP network.
+    """
+    return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+
+
+def _permitted(ip: IPAddress, allowed: Sequence[IPNetwork]) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in net for net in allowed):
+        return True
+    return ip.is_global and not ip.is_multicast
+
+
+def resolve_destination(url: str, allowed: Sequence[IPNetwork]) -> tuple[SplitResult, str]:
+    """Check a webhook URL and pick the address to connect to.
+
+    Returns:
+        The parsed URL and one permitted address of its host (every address the name
+        resolves to must be permitted, or an attacker's name could alternate between them).
+
+    Raises:
+        DestinationRefused: not http(s), no host, unresolvable, or an address webhooks may
+            not target (see the module docstring).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DestinationRefused("a webhook URL is http(s)://host/...")
+    host = parts.hostname
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise DestinationRefused("the webhook URL has a bad port") from None
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            raise DestinationRefused(f"the webhook host {host!r} does not resolve") from None
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+                     for info in infos]
+    if not addresses:
+        raise DestinationRefused(f"the webhook host {host!r} does not resolve")
+    for ip in addresses:
+        if not _permitted(ip, allowed):
+            raise DestinationRefused(
+                f"webhooks may not target {ip} (not globally routable; an operator may "
+                "allow a network with webhook_allowed_networks)")
+    return parts, str(addresses[0])
+
+
+def _pinned(parts: SplitResult, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The URL with the checked address in place of the name, the ``Host`` header, and the
+    TLS server name (httpx ``sni_hostname``) to keep certificate checks on the name."""
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return url, {"Host": host_header}, extensions
 
 
 class WebhookService:
     """Subscriptions."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, allowed_networks: Sequence[IPNetwork] = ()) -> None:
         self._store = store
+        self._allowed = tuple(allowed_networks)
 
     def create(self, *, url: str, secret: str | None, now: datetime) -> Webhook:
-        """Raises: BadRequest (not an http(s) URL, or a short secret)."""
+        """Raises: BadRequest (not an http(s) URL, a destination webhooks may not target,
+        or a short secret)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise BadRequest("a webhook URL is http(s)://host/...", code="bad_url")
+        try:
+            resolve_destination(url, self._allowed)
+        except DestinationRefused as exc:
+            raise BadRequest(str(exc), code="webhook_destination_refused") from None
         if secret is not None and len(secret) < 16:
             raise BadRequest("a webhook secret has at least 16 characters", code="bad_secret")
         with self._store.write() as s:
@@ -89,8 +192,10 @@ class WebhookWorker:
     """A background thread delivering due webhooks."""
 
     def __init__(self, store: Store, metrics: Metrics, *, max_attempts: int, backoff: float,
-                 timeout: float, poll: float) -> None:
+                 timeout: float, poll: float,
+                 allowed_networks: Sequence[IPNetwork] = ()) -> None:
         self._store = store
+        self._allowed = tuple(allowed_networks)
         self._metrics = metrics
         self._max = max_attempts
         self._backoff = timedelta(seconds=backoff)
@@ -134,12 +239,19 @@ class WebhookWorker:
             ts = int(now.timestamp())
             error: str | None = None
             try:
-                resp = client.post(url, content=body, headers={
+                # Checked again at every delivery (the name may resolve elsewhere now), and
+                # the request goes to the address that was checked.
+                target, host_headers, extensions = _pinned(
+                    *resolve_destination(url, self._allowed))
+                resp = client.post(target, content=body, extensions=extensions, headers={
+                    **host_headers,
                     "Content-Type": "application/json", "X-Devattest-Event": event,
                     "X-Devattest-Delivery": str(delivery_id), "X-Devattest-Timestamp": str(ts),
                     "X-Devattest-Signature": signature(secret, ts, body)})
                 if not 200 <= resp.status_code < 300:
                     error = f"HTTP {resp.status_code}"
+            except DestinationRefused as exc:
+                error = f"destination refused: {exc}"
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             done = datetime.now(UTC)
