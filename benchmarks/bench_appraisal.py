@@ -11,7 +11,14 @@ Everything runs in this one process, on one core, on the same tokens:
   without signing the EAR, and with a Rego policy;
 * ``x5chain warm``: the same with the key found through an ``x5chain`` validated against a
   manufacturer CA (warm verified-chain cache);
-* ``cwt``: the independent ``cwt`` library's decode-and-verify of the same token.
+* ``cwt``: the independent ``cwt`` library's decode-and-verify of the same token;
+* ``floor``: NOT an appraisal, a yardstick. The least any Python appraisal on ``cbor2`` and
+  ``cryptography`` must do per token: ``cbor2.loads`` of the envelope and of the claims,
+  the Sig_structure, the DER signature, one dict look-up for the key (by Instance ID, or by
+  the leaf certificate's bytes for x5chain), the verify, and three comparisons (nonce,
+  lifecycle range, measurements in a set). No limits, no duplicate-key or profile checks, no
+  RFC 9783 claim rules, no Reference Value or policy objects, no result. What it leaves
+  beyond the raw verify is the Python cost no real appraisal can go below.
 
 Rates are the best of 10 bursts per contender, the contenders taking turns, so that load
 from other processes on a shared machine distorts the ratios as little as possible.
@@ -171,6 +178,26 @@ def main() -> None:
         fresh = TrustAnchors.of(certificates=ca_anchors.certificates)
         appraise(trust=fresh, tok=x5_token)
 
+    # The floor (see the module docstring): the bare minimum, for scale.
+    golden = frozenset(hashlib.sha256(t.encode()).digest() for t in ("BL", "PRoT", "ARoT"))
+    floor_keys: dict[bytes, Any] = {iid: pub, chain[0]: pub}
+
+    def floor(tok: bytes = token, x5: bool = False) -> None:
+        protected, unprotected, payload, sig = cbor2.loads(tok).value
+        tbs = cbor2.dumps(["Signature1", protected, b"", payload])
+        c = cbor2.loads(payload)
+        k = floor_keys[unprotected[33][0] if x5 else c[256]]
+        k.verify(encode_dss_signature(int.from_bytes(sig[:32], "big"),
+                                      int.from_bytes(sig[32:], "big")), tbs, algo)
+        if c[10] != NONCE or not 0x3000 <= c[2395] <= 0x30FF:
+            raise SystemExit("floor: bad token")
+        for comp in c[2399]:
+            if comp[2] not in golden:
+                raise SystemExit("floor: bad measurement")
+
+    floor()
+    floor(x5_token, x5=True)
+
     contenders: dict[str, Callable[[], Any]] = {
         "raw cryptography ECDSA P-256 verify": raw,
         "devattest PSA appraisal, built-in policy": appraise,
@@ -178,6 +205,8 @@ def main() -> None:
         "devattest PSA appraisal, Rego policy": lambda: appraise(pol=rego),
         "devattest PSA appraisal, x5chain (warm chain cache)":
             lambda: appraise(trust=ca_anchors, tok=x5_token),
+        "floor: minimal Python decode + verify + 3 checks (not an appraisal)": floor,
+        "floor, key by x5chain leaf (not an appraisal)": lambda: floor(x5_token, x5=True),
     }
     cwt_note = ""
     try:

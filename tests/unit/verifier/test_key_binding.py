@@ -53,3 +53,22 @@ def test_rejects_device_a_key_found_by_kid_claiming_device_b_instance_id() -> No
     # Its own Instance ID still verifies.
     status, reasons = _appraise(_token(a, _iid(a), kid=b"device-a"), anchors)
     assert "key_mismatch" not in reasons and "key_not_found" not in reasons
+
+
+def test_memoised_instance_id_is_never_served_for_another_key() -> None:
+    """Key confusion through the scheme's memo of certified keys' Instance IDs: a key
+    object created where a collected one lived (same id) must get its own Instance ID."""
+    from devattest.schemes.psa import PsaScheme
+
+    scheme = PsaScheme()
+    seen: set[bytes] = set()
+    for _ in range(200):
+        key = ec.generate_private_key(ec.SECP256R1())
+        got = scheme.instance_id_for_key(KeyAnchor(public_key=key.public_key()))
+        assert got == _iid(key)
+        assert got not in seen
+        seen.add(got)
+        del key, got
+    one = ec.generate_private_key(ec.SECP256R1())
+    anchor = KeyAnchor(public_key=one.public_key())
+    assert scheme.instance_id_for_key(anchor) == scheme.instance_id_for_key(anchor) == _iid(one)

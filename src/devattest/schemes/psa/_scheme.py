@@ -62,6 +62,8 @@ class PsaEvidence:
 
 
 _new_psa_evidence = fast_constructor(PsaEvidence)
+#: Certified keys whose implied Instance ID a PsaScheme remembers.
+_IMPLIED_KEPT = 4096
 
 
 def psa_instance_id(key: Any) -> bytes | None:
@@ -105,6 +107,13 @@ class PsaScheme:
 
     name: ClassVar[str] = "psa"
     media_types: ClassVar[tuple[str, ...]] = (MEDIA_TYPE_EAT_CWT, MEDIA_TYPE_PSA)
+
+    def __init__(self) -> None:
+        # A memo of instance_id_for_key: a warm verified-chain cache hands back the same key
+        # object for every token of a device, and hashing its encoded point each time cost a
+        # tenth of an x5chain appraisal. Keyed by the key object's id with the object held
+        # in the entry, so an id cannot be reused while its entry exists.
+        self._implied: dict[int, tuple[Any, bytes | None]] = {}
 
     def decode(self, data: bytes, *, limits: DecodeLimits, options: VerifyOptions
                ) -> PsaEvidence:
@@ -178,4 +187,12 @@ class PsaScheme:
 
     def instance_id_for_key(self, key: KeyAnchor) -> bytes | None:
         """0x01 || SHA-256 of the IAK public key (SHA-256 twice for a symmetric IAK)."""
-        return psa_instance_id(key.public_key)
+        public = key.public_key
+        hit = self._implied.get(id(public))
+        if hit is not None and hit[0] is public:
+            return hit[1]
+        implied = psa_instance_id(public)
+        if len(self._implied) >= _IMPLIED_KEPT:
+            self._implied.clear()
+        self._implied[id(public)] = (public, implied)
+        return implied
