@@ -146,6 +146,37 @@ def find_key(scheme: EvidenceScheme, decoded: Any, anchors: TrustAnchors, *,
         step="2")
 
 
+def require_identity(scheme: EvidenceScheme, decoded: Any, key: KeyAnchor,
+                     expected: bytes) -> None:
+    """Step 2.5: the attesting key is the one bound to the identity the Relying Party
+    expects (the device's Instance ID or UEID), not merely some trusted key.
+
+    Without it, a device's credential could carry Evidence that another, healthy device
+    signed for the relayed nonce (a relay, RFC 9334 section 12.1), and the first device
+    would be recorded as trustworthy. The key is bound when it is registered for the
+    identity (a raw Trust Anchor by Instance ID or TPM name) or when the identity is
+    derived from the key itself (a PSA Instance ID is 0x01 || SHA-256 of the IAK, RFC 9783
+    section 4.2.1, which covers keys certified by an x5chain). The Evidence's own claim of
+    identity, when it makes one, must be the same.
+
+    Raises:
+        KeyMismatch: the key or the claimed identity is another device's.
+    """
+    claimed = decoded.key_hints.instance_id
+    if claimed is not None and not hmac.compare_digest(claimed, expected):
+        raise KeyMismatch("the Evidence names another device's identity than the one "
+                          "expected", step="2.5")
+    if key.instance_id is not None:
+        if hmac.compare_digest(key.instance_id, expected):
+            return
+    else:
+        implied = scheme.instance_id_for_key(key)
+        if implied is not None and hmac.compare_digest(implied, expected):
+            return
+    raise KeyMismatch("the attesting key is not the one bound to the expected device "
+                      "identity", step="2.5")
+
+
 def _require_claimed_instance(anchor: KeyAnchor, hints: KeyHints, *, step: str) -> None:
     # 2.2: a key found by kid must not vouch for an Instance ID other than the one it is
     # registered for: the Evidence's claims would otherwise name a device (whose own anchor
@@ -183,7 +214,7 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
               scheme: EvidenceScheme, trust_anchors: TrustAnchors,
               reference_values: ReferenceValues | None, policy: AppraisalPolicy,
               limits: DecodeLimits, options: VerifyOptions, verifier_id: VerifierId,
-              result_ttl: int) -> AttestationResult:
+              result_ttl: int, expected_identity: bytes | None = None) -> AttestationResult:
     if trust_anchors.empty:
         raise KeyNotFound("the Trust Anchor set is empty: nothing can be trusted", step="2")
     # Step 1: parse (RFC 9052 section 4.2 / RFC 8392 section 7; scheme-specific profile).
@@ -193,6 +224,8 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
     decoded = scheme.decode(evidence, limits=limits, options=options)
     # Step 2: find the attesting key.
     key = find_key(scheme, decoded, trust_anchors, now=now)
+    if expected_identity is not None:
+        require_identity(scheme, decoded, key, expected_identity)
     # Step 3: signature or MAC (RFC 9052 sections 4.4 and 6.3).
     notices = scheme.verify_integrity(decoded, key, options=options)
     # Step 4: freshness.
@@ -298,7 +331,8 @@ def verify(evidence: bytes, *, media_type: str, expected_nonce: bytes,
            registry: SchemeRegistry | None = None, limits: DecodeLimits = DEFAULT_LIMITS,
            options: VerifyOptions = DEFAULT_OPTIONS,
            verifier_id: VerifierId = DEFAULT_VERIFIER_ID,
-           result_ttl: int = DEFAULT_RESULT_TTL) -> AttestationResult:
+           result_ttl: int = DEFAULT_RESULT_TTL,
+           expected_identity: bytes | None = None) -> AttestationResult:
     """Appraise Evidence and return an Attestation Result. Never raises for bad Evidence.
 
     Args:
@@ -316,6 +350,8 @@ def verify(evidence: bytes, *, media_type: str, expected_nonce: bytes,
         options: verification options (legacy relaxations are reported in the result).
         verifier_id: identifies this Verifier in the result.
         result_ttl: seconds until the result's ``exp``.
+        expected_identity: the Instance ID (UEID, TPM name) of the device the Evidence is
+            expected from; when given, the attesting key must be bound to it (step 2.5).
 
     Returns:
         The result. Bad Evidence yields ``Status.CONTRAINDICATED`` with the reason; an
@@ -330,7 +366,8 @@ def verify(evidence: bytes, *, media_type: str, expected_nonce: bytes,
         reg = registry if registry is not None else _default_registry()
         return _appraise(evidence, media_type, expected_nonce, _as_epoch(now),
                          reg.for_media_type(media_type), trust_anchors, reference_values,
-                         policy, limits, options, verifier_id, result_ttl)
+                         policy, limits, options, verifier_id, result_ttl,
+                         expected_identity)
     except DevattestError as err:
         return contraindicated_result(
             err, evidence=evidence, media_type=media_type, expected_nonce=expected_nonce,
@@ -351,7 +388,8 @@ def verify_strict(evidence: bytes, *, media_type: str, expected_nonce: bytes,
                   limits: DecodeLimits = DEFAULT_LIMITS,
                   options: VerifyOptions = DEFAULT_OPTIONS,
                   verifier_id: VerifierId = DEFAULT_VERIFIER_ID,
-                  result_ttl: int = DEFAULT_RESULT_TTL) -> AttestationResult:
+                  result_ttl: int = DEFAULT_RESULT_TTL,
+                  expected_identity: bytes | None = None) -> AttestationResult:
     """Like :func:`verify`, but a failure of steps 1-5 raises instead of returning.
 
     Reference-Value mismatches and policy vetoes still return a (non-affirming) result,
@@ -367,7 +405,8 @@ def verify_strict(evidence: bytes, *, media_type: str, expected_nonce: bytes,
     epoch = _as_epoch(now)
     scheme = reg.for_media_type(media_type)
     return _appraise(evidence, media_type, expected_nonce, epoch, scheme, trust_anchors,
-                     reference_values, policy, limits, options, verifier_id, result_ttl)
+                     reference_values, policy, limits, options, verifier_id, result_ttl,
+                     expected_identity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +424,8 @@ def verify_and_sign(evidence: bytes, *, media_type: str, expected_nonce: bytes,
                     limits: DecodeLimits = DEFAULT_LIMITS,
                     options: VerifyOptions = DEFAULT_OPTIONS,
                     verifier_id: VerifierId = DEFAULT_VERIFIER_ID,
-                    result_ttl: int = DEFAULT_RESULT_TTL) -> SignedResult:
+                    result_ttl: int = DEFAULT_RESULT_TTL,
+                    expected_identity: bytes | None = None) -> SignedResult:
     """Appraise and sign the result as an EAR JWT (ES256). Never raises for bad Evidence.
 
     Raises:
@@ -396,7 +436,8 @@ def verify_and_sign(evidence: bytes, *, media_type: str, expected_nonce: bytes,
     result = verify(evidence, media_type=media_type, expected_nonce=expected_nonce,
                     trust_anchors=trust_anchors, reference_values=reference_values,
                     policy=policy, now=now, registry=registry, limits=limits,
-                    options=options, verifier_id=verifier_id, result_ttl=result_ttl)
+                    options=options, verifier_id=verifier_id, result_ttl=result_ttl,
+                    expected_identity=expected_identity)
     return SignedResult(result=result,
                         ear_jwt=sign_ear_jwt(result, signing_key, kid=signing_kid))
 
@@ -406,6 +447,7 @@ __all__ = [
     "SignedResult",
     "contraindicated_result",
     "find_key",
+    "require_identity",
     "verify",
     "verify_and_sign",
     "verify_strict",
