@@ -275,7 +275,9 @@ class MqttLink:
         settings: broker URL, credentials, TLS.
         client_id: defaults to the single agent's device id, else random.
         retry_interval: seconds after which unconfirmed messages are sent again.
-        workers: threads that sign Evidence (signing never blocks the network thread).
+        workers: threads that sign Evidence (signing never blocks the network thread);
+            0 signs on the network thread (for fast software keys, as in a simulator: no
+            hand-off per challenge).
     """
 
     def __init__(self, settings: MqttSettings, *, client_id: str | None = None,
@@ -284,7 +286,8 @@ class MqttLink:
         self._agents: dict[str, DeviceAgent] = {}
         self._client_id = client_id
         self._retry = retry_interval
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="agent-sign")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="agent-sign") \
+            if workers > 0 else None
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
         self._stop = threading.Event()
@@ -326,7 +329,8 @@ class MqttLink:
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def connected(self) -> bool:
@@ -370,7 +374,10 @@ class MqttLink:
         if parsed is not None and agent is not None:
             payload = bytes(msg.payload)
             if parsed[1] == "challenge":
-                self._pool.submit(agent.on_challenge, payload)
+                if self._pool is None:
+                    agent.on_challenge(payload)
+                else:
+                    self._pool.submit(agent.on_challenge, payload)
             elif parsed[1] == "result":
                 agent.on_result(payload)
         client.ack(msg.mid, msg.qos)

@@ -185,6 +185,44 @@ class _PackedProperties(Properties):
         return packed
 
 
+_TABLES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+_PRIVATE = frozenset(("packetType", "types", "names", "properties"))
+
+
+class _SharedTableProperties(Properties):
+    """paho's :class:`Properties` for received packets, sharing the property tables that
+    paho rebuilds (about thirty lists and two dicts) for every received PUBLISH, PUBACK and
+    SUBACK; the tables are never modified, so the behaviour is paho's own. Installed into
+    ``paho.mqtt._packet`` by :func:`_install_shared_table_properties`."""
+
+    def __init__(self, packet_type: int) -> None:
+        d = self.__dict__
+        d["packetType"] = packet_type
+        d["types"] = _TABLES.types
+        d["names"] = _TABLES.names
+        d["properties"] = _TABLES.properties
+
+    def clear(self) -> None:
+        for name in [n for n in self.__dict__ if n not in _PRIVATE]:
+            delattr(self, name)
+
+
+def _install_shared_table_properties() -> None:
+    """Make paho's packet decoder build :class:`_SharedTableProperties` (profiled: building
+    the tables was a third of a Verifier replica's network-thread time in a fleet wave).
+    Only when paho's decoder module is the one this was written against."""
+    try:
+        from paho.mqtt import _packet
+    except ImportError:  # another paho layout: keep its own class
+        return
+    if getattr(_packet, "Properties", None) is Properties and \
+            {"types", "names", "properties"} <= set(vars(_TABLES)):
+        setattr(_packet, "Properties", _SharedTableProperties)  # noqa: B010
+
+
+_install_shared_table_properties()
+
+
 def _json_publish_properties() -> Properties:
     props = _PackedProperties(PacketTypes.PUBLISH)
     props.ContentType = "application/json"

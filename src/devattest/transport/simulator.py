@@ -512,11 +512,12 @@ def posture_tables(run: FleetRun) -> list[Table]:
 @contextlib.contextmanager
 def fleet(scenario: Scenario, *, workdir: Path, db_url: str | None = None,
           mqtt_url: str | None = None, transport: str = "auto", workers: int = 4,
-          devices_per_link: int = 200) -> Iterator[FleetRun]:
+          devices_per_link: int = 200, sign_threads: int = 2) -> Iterator[FleetRun]:
     """Provision the fleet, start the Verifier and the agents; stop everything on exit.
 
     ``transport``: ``mqtt`` (``mqtt_url``, or a private Mosquitto), ``inprocess``, or
-    ``auto`` (MQTT when a URL is given or Mosquitto is installed).
+    ``auto`` (MQTT when a URL is given or Mosquitto is installed). ``sign_threads``: each
+    device connection's signing threads (0: its network thread signs).
     """
     from devattest.transport.broker import EmbeddedMosquitto, mosquitto_binary
 
@@ -543,7 +544,7 @@ def fleet(scenario: Scenario, *, workdir: Path, db_url: str | None = None,
             bridge.start()
             stack.callback(bridge.stop)
             for i in range(0, len(devices), devices_per_link):
-                link = MqttLink(settings, retry_interval=5.0)
+                link = MqttLink(settings, retry_interval=5.0, workers=sign_threads)
                 for dev in devices[i:i + devices_per_link]:
                     dev.agent = link.add(_agent(dev))
                 link.start()

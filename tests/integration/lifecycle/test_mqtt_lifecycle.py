@@ -126,12 +126,13 @@ def test_update_event_leads_to_challenge_evidence_result_and_posture_change(
     assert run.coordinator.posture(dev.device_id, now=run.clock()).posture is Posture.TRUSTED
 
 
+@pytest.mark.parametrize("sign_threads", [2, 0], ids=["signing-threads", "network-thread"])
 def test_broker_restart_mid_wave_every_device_ends_with_a_result(
-        mosquitto: EmbeddedMosquitto, tmp_path: Path) -> None:
+        mosquitto: EmbeddedMosquitto, tmp_path: Path, sign_threads: int) -> None:
     scenario = Scenario(name="restart", devices=24, adversaries=(), deadline_seconds=120,
                         waves=())
     with fleet(scenario, workdir=tmp_path, mqtt_url=mosquitto.url, transport="mqtt",
-               devices_per_link=6) as run:
+               devices_per_link=6, sign_threads=sign_threads) as run:
         for dev in run.devices:
             dev.agent.report("firmware_update", firmware_version="1.1")
         mosquitto.restart()  # mid-wave: some Evidence and results are in flight

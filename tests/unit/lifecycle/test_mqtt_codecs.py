@@ -71,3 +71,31 @@ def test_rejects_malformed_evidence_messages(payload: bytes) -> None:
 def test_rejects_oversized_payloads_before_parsing() -> None:
     with pytest.raises(TransportError):
         loads(b" " * (MAX_PAYLOAD + 1))
+
+
+def test_shared_publish_properties_pack_like_pahos_and_decode_the_same() -> None:
+    from paho.mqtt import _packet
+    from paho.mqtt.enums import MQTTProtocolVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from devattest.transport.mqtt import json_properties
+
+    shared = json_properties(MqttSettings())
+    assert shared is json_properties(MqttSettings())  # built once
+    assert json_properties(MqttSettings(protocol="3.1.1")) is None
+    fresh = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    fresh.ContentType = "application/json"
+    fresh.PayloadFormatIndicator = 1
+    assert shared is not None and shared.pack() == fresh.pack()
+    # A PUBLISH as the broker sends it: topic, packet id, properties, payload.
+    name = b"devattest/v1/dev-1/result"
+    body = len(name).to_bytes(2, "big") + name + (7).to_bytes(2, "big") + fresh.pack() + b"{}"
+    got = _packet.decode_publish(0x32, body, MQTTProtocolVersion.MQTTv5)
+    assert (got.topic, got.mid, got.payload, got.qos) == (name, 7, b"{}", 1)
+    assert got.properties.ContentType == "application/json"
+    assert got.properties.PayloadFormatIndicator == 1
+    assert not hasattr(got.properties, "ResponseTopic")
+    again = _packet.decode_publish(0x32, body[:len(name) + 4] + b"\x00{}",
+                                   MQTTProtocolVersion.MQTTv5)
+    assert again.properties.isEmpty() and again.payload == b"{}"
