@@ -381,3 +381,26 @@ def test_event_loop_path_can_be_turned_off(pg_url: str, tmp_path: Path) -> None:
         assert _run(_attest(ctx, dev)).result.status.value == "affirming"
     finally:
         ctx.store.dispose()
+
+
+def test_relayed_evidence_for_a_bound_device_is_refused(
+        world: tuple[AppContext, dict[str, PsaDevice]]) -> None:
+    """Relay: dev-a (bound to its Instance ID) passes its nonce to dev-b, whose key is just
+    as trusted; dev-b's Evidence must not make dev-a trustworthy."""
+    ctx, devices = world
+    a, b = devices["dev-a"], devices["dev-b"]
+    now = datetime.now(UTC)
+    ctx.inventory.update_device("dev-a", now=now, model=None, owner=None,
+                                lifecycle_state=None, instance_id=a.instance_id.hex())
+    assert _run(_attest(ctx, a)).result.status.value == "affirming"
+    svc = ctx.attestation
+
+    async def relayed() -> Any:
+        ch = await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32, now=now)
+        return await svc.submit_evidence_async(RP, challenge_id=ch.id,
+                                               evidence=b.token(ch.nonce),
+                                               media_type=MEDIA_TYPE, now=now)
+
+    sub = _run(relayed())
+    assert sub.result.status.value == "contraindicated"
+    assert [code for code, _ in sub.result.reasons] == ["key_mismatch"]

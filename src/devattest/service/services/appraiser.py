@@ -115,13 +115,17 @@ class Appraiser:
             StoreError: the material had to be reloaded and the database failed.
         """
         material = self._material.for_generation(generation, now=now)
-        # The pure core (steps 1-7 of devattest.verifier.core).
+        # The pure core (steps 1-7 of devattest.verifier.core). A device bound to an
+        # Instance ID accepts only Evidence signed by the key bound to it (step 2.5): its
+        # registered raw key, or a certified key that implies it.
         result = verify(evidence, media_type=media_type, expected_nonce=nonce,
-                        trust_anchors=material.anchors_for(instance_id),
+                        trust_anchors=material.trust_anchors,
                         reference_values=material.reference_values,
                         policy=material.policy_for(model), now=now, registry=self._registry,
                         limits=self._limits, options=self._options,
-                        result_ttl=self._result_ttl)
+                        result_ttl=self._result_ttl,
+                        expected_identity=(bytes.fromhex(instance_id)
+                                           if instance_id is not None else None))
         if self._metrics is not None:
             self._metrics.appraisals.labels(result.status.value, "appraised").inc()
         return Appraisal(result, self._signer.sign(result), "appraised")

@@ -170,12 +170,6 @@ class Material:
         """The policy named after the device model, else ``default``, else the built-in."""
         return self.policies.get(model) or self.policies.get("default") or self.builtin_default
 
-    def anchors_for(self, instance_id_hex: str | None) -> TrustAnchors:
-        """All Trust Anchors, or, for a device bound to an Instance ID, only its key."""
-        if instance_id_hex is None:
-            return self.trust_anchors
-        anchor = self.trust_anchors.by_instance_id(bytes.fromhex(instance_id_hex))
-        return TrustAnchors.of(keys=[anchor] if anchor is not None else [])
 
 
 _log = logging.getLogger("devattest.service")
