@@ -287,12 +287,17 @@ def _validate(x5chain: tuple[bytes, ...], gen: _Generation, *, now: dt.datetime,
     top = gen.by_der.get(chain[-1].public_bytes(_DER), anchor)
 
     # 7: revocation (RFC 5280 6.3) against each issuer's CRL.
+    # The verdict is cached for the window in which every certificate and every CRL used
+    # is current: an appraisal at a time before a CRL's thisUpdate (or after its
+    # nextUpdate) validates again and fails closed there.
     valid_until = min(c.not_valid_after_utc for c in chain)
+    valid_from = max(c.not_valid_before_utc for c in chain)
     for i, cert in enumerate(chain[:-1]):
-        crl_until = _check_revocation(cert, chain[i + 1], gen, now=now, index=i,
-                                      require_crl=require_crl)
-        if crl_until is not None:
-            valid_until = min(valid_until, crl_until)
+        crl_window = _check_revocation(cert, chain[i + 1], gen, now=now, index=i,
+                                       require_crl=require_crl)
+        if crl_window is not None:
+            valid_from = max(valid_from, crl_window[0])
+            valid_until = min(valid_until, crl_window[1])
 
     try:
         backend = hardware_backend_of(leaf)
@@ -300,7 +305,6 @@ def _validate(x5chain: tuple[bytes, ...], gen: _Generation, *, now: dt.datetime,
         raise ChainError("malformed hardware-backed marker", step="5") from exc
     key_anchor = KeyAnchor(public_key=leaf.public_key(), label=leaf.subject.rfc4514_string(),
                            hardware_backed=backend is not None, authority=top.authority)
-    valid_from = max(c.not_valid_before_utc for c in chain)
     return key_anchor, _Entry(key_anchor, valid_from, valid_until)
 
 
@@ -352,8 +356,10 @@ def _check_leaf_purpose(leaf: x509.Certificate, *, require_purpose: bool) -> Non
 
 
 def _check_revocation(cert: x509.Certificate, issuer: x509.Certificate, gen: _Generation, *,
-                      now: dt.datetime, index: int, require_crl: bool) -> dt.datetime | None:
-    """Check ``cert`` against its issuer's CRL; return that CRL's nextUpdate, if any."""
+                      now: dt.datetime, index: int, require_crl: bool
+                      ) -> tuple[dt.datetime, dt.datetime] | None:
+    """Check ``cert`` against its issuer's CRLs; return the window in which all of them are
+    current (latest thisUpdate, earliest nextUpdate), or None without a CRL."""
     candidates = gen.crls.get(cert.issuer, [])
     issuer_key = issuer.public_key()
     valid: list[x509.CertificateRevocationList] = []
@@ -370,6 +376,7 @@ def _check_revocation(cert: x509.Certificate, issuer: x509.Certificate, gen: _Ge
         if require_crl:
             raise ChainError(f"no CRL for {cert.issuer.rfc4514_string()}", step="7")
         return None
+    since: dt.datetime | None = None
     until: dt.datetime | None = None
     for crl in valid:
         # RFC 5280 6.3.3 (a): the CRL must be current at `now`; a stale CRL fails closed.
@@ -378,13 +385,16 @@ def _check_revocation(cert: x509.Certificate, issuer: x509.Certificate, gen: _Ge
             raise ChainError(f"the CRL of {cert.issuer.rfc4514_string()} is not current "
                              f"at {now.isoformat()}", step="7")
         until = next_update if until is None else min(until, next_update)
+        last = crl.last_update_utc
+        since = last if since is None else max(since, last)
         # RFC 5280 6.3.3 (i): the certificate's serial is not on the CRL.
         if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
             raise CertificateRevoked(
                 f"certificate {index} ({cert.subject.rfc4514_string()}, serial "
                 f"{cert.serial_number:#x}) is revoked by {cert.issuer.rfc4514_string()}",
                 step="7")
-    return until
+    assert since is not None and until is not None
+    return since, until
 
 
 def with_crls(anchors: TrustAnchors, authority: str,

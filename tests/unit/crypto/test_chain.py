@@ -334,6 +334,19 @@ def test_cached_verdict_does_not_outlive_crl(acme, device, anchors) -> None:
                     now=NOW + dt.timedelta(days=8))
 
 
+def test_cached_verdict_is_not_reused_before_the_crl_was_issued(acme, device, anchors
+                                                                ) -> None:
+    """A verdict cached with a CRL issued at NOW must not answer an appraisal dated before
+    that CRL existed (RFC 5280 6.3.3 (a): the CRL is not current then): it fails closed, as
+    a fresh validation does."""
+    issued = NOW + dt.timedelta(days=1)
+    crl = pki.issue_crl(acme.issuing, revoked=(), now=issued, crl_number=1, days=7)
+    with_crl = with_crls(anchors, "manufacturer:Acme", [crl])
+    validate_chain(device.chain, with_crl, now=issued + dt.timedelta(hours=1))
+    _raises_exactly(ChainError, validate_chain, device.chain, with_crl,
+                    now=NOW + dt.timedelta(hours=1))
+
+
 def test_cache_is_bounded(acme) -> None:
     anchors = TrustAnchors(certificates=(CertificateAnchor(acme.root.certificate, "m"),),
                            extensions={chain_mod.CACHE_SIZE_EXTENSION: 2})
