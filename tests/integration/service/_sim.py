@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,18 @@ def ensure_signing_key(data_dir: Path) -> Path:
 
 def new_device_id() -> str:
     return "dev-" + secrets.token_hex(4)
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook receiver: records (headers, body) of every POST and answers 204."""
+
+    received: list[tuple[dict[str, str], bytes]] = []  # noqa: RUF012
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass

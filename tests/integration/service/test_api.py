@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from devattest.ear import public_key_from_jwk, verify_ear_jwt
 from devattest.service.services.webhooks import verify_signature
 from tests._vectors import VECTORS
-from tests.integration.service._sim import MEDIA_TYPE
+from tests.integration.service._sim import MEDIA_TYPE, Receiver
 from tests.integration.service.conftest import Live
 
 CORIMS = VECTORS / "veraison-services-psa-iot" / "corim"
@@ -212,22 +212,11 @@ def test_history_pagination_by_cursor(live: Live) -> None:
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == 4
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []  # noqa: RUF012
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append((dict(self.headers), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 def test_webhook_on_status_change_is_hmac_signed_and_failures_dead_letter(live: Live) -> None:
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    _Receiver.received = []
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    Receiver.received = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     rp = live.client("relying-party")
     try:
@@ -241,10 +230,10 @@ def test_webhook_on_status_change_is_hmac_signed_and_failures_dead_letter(live: 
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             letters = rp.get("/v1/webhooks/-/dead-letters").json()
-            if _Receiver.received and any(d["webhook_id"] == dead["id"] for d in letters):
+            if Receiver.received and any(d["webhook_id"] == dead["id"] for d in letters):
                 break
             time.sleep(0.1)
-        headers, body = next((h, b) for h, b in _Receiver.received
+        headers, body = next((h, b) for h, b in Receiver.received
                              if b'"hooked"' in b)
         event = json.loads(body)
         assert event["device_id"] == "hooked" and event["status"] == "contraindicated"

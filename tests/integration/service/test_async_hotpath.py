@@ -77,6 +77,32 @@ async def _attest(ctx: AppContext, dev: PsaDevice, *, who: Principal = RP,
                                            media_type=MEDIA_TYPE, now=now)
 
 
+def _midway(ctx: AppContext, dev: PsaDevice, between: Callable[[], object], *,
+            signer: PsaDevice | None = None) -> Any:
+    """Issue a challenge to ``dev`` on the event-loop path, run ``between`` (a change made
+    elsewhere in the meantime), then answer it with Evidence from ``signer`` (default: the
+    device itself). Returns the submission; raises what the submission raises."""
+    svc = ctx.attestation
+    now = datetime.now(UTC)
+
+    async def go() -> Any:
+        ch = await svc.issue_challenge_async(RP, device_id=dev.device_id, nonce_size=32,
+                                             now=now)
+        between()
+        return await svc.submit_evidence_async(RP, challenge_id=ch.id,
+                                               evidence=(signer or dev).token(ch.nonce),
+                                               media_type=MEDIA_TYPE, now=now)
+
+    return _run(go())
+
+
+def _set_device(ctx: AppContext, device_id: str, **values: Any) -> Callable[[], None]:
+    def change() -> None:
+        with ctx.store.write() as s:
+            s.execute(update(Device).where(Device.id == device_id).values(**values))
+    return change
+
+
 def _no_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     async def refuse(*_: Any, **__: Any) -> Any:
         raise AssertionError("the general path ran in a worker thread")
@@ -190,26 +216,16 @@ def test_challenge_issued_before_suspension_cannot_be_answered_on_the_event_loop
     ctx, devices = world
     dev = devices["dev-a"]
     _run(_attest(ctx, dev))
-    now = datetime.now(UTC)
-    svc = ctx.attestation
-
-    async def suspended_midway() -> None:
-        ch = await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32, now=now)
-        with ctx.store.write() as s:
-            s.execute(update(Device).where(Device.id == "dev-a")
-                      .values(lifecycle_state="suspended"))
-        with pytest.raises(Conflict) as err:
-            await svc.submit_evidence_async(RP, challenge_id=ch.id,
-                                            evidence=dev.token(ch.nonce),
-                                            media_type=MEDIA_TYPE, now=now)
-        assert err.value.error_code == "device_inactive"
-        with ctx.store.read() as s:
-            consumed = s.scalar(select(Challenge.consumed_at).where(Challenge.id == ch.id))
-        assert consumed is None
-        with pytest.raises(Conflict):
-            await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32, now=now)
-
-    _run(suspended_midway())
+    with pytest.raises(Conflict) as err:
+        _midway(ctx, dev, _set_device(ctx, "dev-a", lifecycle_state="suspended"))
+    assert err.value.error_code == "device_inactive"
+    with ctx.store.read() as s:
+        pending = s.scalars(select(Challenge.consumed_at)
+                            .where(Challenge.device_id == "dev-a")).all()
+    assert None in pending  # the suspended device's challenge was not consumed
+    with pytest.raises(Conflict):
+        _run(ctx.attestation.issue_challenge_async(RP, device_id="dev-a", nonce_size=32,
+                                                   now=datetime.now(UTC)))
 
 
 def test_trust_anchor_withdrawn_between_challenge_and_evidence_is_not_trusted(
@@ -219,20 +235,10 @@ def test_trust_anchor_withdrawn_between_challenge_and_evidence_is_not_trusted(
     ctx, devices = world
     dev = devices["dev-a"]
     _run(_attest(ctx, dev))
-    now = datetime.now(UTC)
-    svc = ctx.attestation
-
-    async def withdrawn_midway() -> Any:
-        ch = await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32, now=now)
-        # Only dev-b's key is trusted from now on (a new version of the same anchors).
-        ctx.provisioning.submit("trust-anchors", name="fleet",
-                                media_type="application/json",
-                                content=trust_anchors_json([devices["dev-b"]]), now=now)
-        return await svc.submit_evidence_async(RP, challenge_id=ch.id,
-                                               evidence=dev.token(ch.nonce),
-                                               media_type=MEDIA_TYPE, now=now)
-
-    sub = _run(withdrawn_midway())
+    # Only dev-b's key is trusted from then on (a new version of the same anchors).
+    sub = _midway(ctx, dev, lambda: ctx.provisioning.submit(
+        "trust-anchors", name="fleet", media_type="application/json",
+        content=trust_anchors_json([devices["dev-b"]]), now=datetime.now(UTC)))
     assert sub.result.status.value == "contraindicated"
     with ctx.store.read() as s:
         device = s.get(Device, "dev-a")
@@ -246,19 +252,8 @@ def test_rebinding_between_challenge_and_evidence_refuses_the_old_key(
     ctx, devices = world
     dev = devices["dev-a"]
     _run(_attest(ctx, dev))
-    now = datetime.now(UTC)
-    svc = ctx.attestation
-
-    async def rebound_midway() -> Any:
-        ch = await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32, now=now)
-        with ctx.store.write() as s:
-            s.execute(update(Device).where(Device.id == "dev-a")
-                      .values(instance_id=devices["dev-b"].instance_id.hex()))
-        return await svc.submit_evidence_async(RP, challenge_id=ch.id,
-                                               evidence=dev.token(ch.nonce),
-                                               media_type=MEDIA_TYPE, now=now)
-
-    sub = _run(rebound_midway())
+    sub = _midway(ctx, dev, _set_device(
+        ctx, "dev-a", instance_id=devices["dev-b"].instance_id.hex()))
     assert sub.result.status.value == "contraindicated"
 
 
@@ -389,18 +384,8 @@ def test_relayed_evidence_for_a_bound_device_is_refused(
     as trusted; dev-b's Evidence must not make dev-a trustworthy."""
     ctx, devices = world
     a, b = devices["dev-a"], devices["dev-b"]
-    now = datetime.now(UTC)
-    ctx.inventory.update_device("dev-a", now=now, model=None, owner=None,
-                                lifecycle_state=None, instance_id=a.instance_id.hex())
+    _set_device(ctx, "dev-a", instance_id=a.instance_id.hex())()
     assert _run(_attest(ctx, a)).result.status.value == "affirming"
-    svc = ctx.attestation
-
-    async def relayed() -> Any:
-        ch = await svc.issue_challenge_async(RP, device_id="dev-a", nonce_size=32, now=now)
-        return await svc.submit_evidence_async(RP, challenge_id=ch.id,
-                                               evidence=b.token(ch.nonce),
-                                               media_type=MEDIA_TYPE, now=now)
-
-    sub = _run(relayed())
+    sub = _midway(ctx, a, lambda: None, signer=b)
     assert sub.result.status.value == "contraindicated"
     assert [code for code, _ in sub.result.reasons] == ["key_mismatch"]

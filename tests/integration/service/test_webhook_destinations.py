@@ -10,7 +10,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,28 +28,18 @@ from devattest.service.services.webhooks import (
     verify_signature,
 )
 from devattest.store import Store, WebhookRepository, open_store
+from tests.integration.service._sim import Receiver
 
 LOOPBACK = parse_networks(["127.0.0.0/8"])
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []  # noqa: RUF012
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append((dict(self.headers), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
 def receiver() -> Iterator[int]:
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    _Receiver.received = []
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    Receiver.received = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_port
@@ -140,7 +130,7 @@ def test_delivery_rechecks_a_name_that_now_resolves_inside(
     fake_dns["rebind.example.com"] = ["127.0.0.1"]
     error = _deliver(store, allowed=())
     assert error is not None and error.startswith("destination refused")
-    assert _Receiver.received == []
+    assert Receiver.received == []
 
 
 def test_delivery_connects_to_the_checked_address_and_keeps_the_name(
@@ -149,7 +139,7 @@ def test_delivery_connects_to_the_checked_address_and_keeps_the_name(
     WebhookService(store, allowed_networks=LOOPBACK).create(
         url=f"http://rp.internal.test:{receiver}/hook?x=1", secret="s" * 32, now=NOW)
     assert _deliver(store, allowed=LOOPBACK) is None
-    (headers, body), = _Receiver.received
+    (headers, body), = Receiver.received
     assert headers["Host"] == f"rp.internal.test:{receiver}"
     ts = int(headers["X-Devattest-Timestamp"])
     assert headers["X-Devattest-Signature"] == signature("s" * 32, ts, body)
@@ -197,11 +187,11 @@ def test_https_delivery_to_the_checked_address_verifies_the_certificate_for_the_
     import ssl
 
     cert, key = _tls_files(tmp_path, "rp.internal.test")
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     server.socket = tls.wrap_socket(server.socket, server_side=True)
-    _Receiver.received = []
+    Receiver.received = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         fake_dns["rp.internal.test"] = ["127.0.0.1"]
@@ -218,7 +208,7 @@ def test_https_delivery_to_the_checked_address_verifies_the_certificate_for_the_
             worker.run_once(client, now=NOW)
         with store.read() as s:
             assert WebhookRepository(s).deliveries()[0].last_error is None
-        assert len(_Receiver.received) == 1
+        assert len(Receiver.received) == 1
         # The same server under a name its certificate does not carry: refused.
         service.create(url=f"https://other.internal.test:{port}/h", secret=None, now=NOW)
         with store.write() as s:

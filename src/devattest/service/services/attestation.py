@@ -99,12 +99,8 @@ class AttestationService:
             Conflict: the device is suspended or decommissioned.
             ValueError: the nonce size is not 32, 48 or 64.
         """
-        principal.require_device_access(device_id, "relying-party")
-        if nonce_size not in ALLOWED_NONCE_SIZES:
-            raise ValueError(f"nonce size must be one of {ALLOWED_NONCE_SIZES}")
-        ch = Challenge(id=secrets.token_hex(16), device_id=device_id,
-                       nonce=secrets.token_bytes(nonce_size), created_at=now,
-                       expires_at=now + self._ttl, consumed_at=None)
+        ch = self._new_challenge(principal, device_id=device_id, nonce_size=nonce_size,
+                                 now=now)
         issued = self._hot.issue(challenge_id=ch.id, device_id=device_id, nonce=ch.nonce,
                                  now=now, expires_at=ch.expires_at)
         if issued.outcome is IssueOutcome.NO_DEVICE:
@@ -114,6 +110,17 @@ class AttestationService:
                            code="device_inactive")
         self._metrics.challenges.inc()
         return ch
+
+    def _new_challenge(self, principal: Principal, *, device_id: str, nonce_size: int,
+                       now: datetime) -> Challenge:
+        """The caller may act for the device and the size is allowed: a fresh challenge
+        (128-bit id, nonce from the OS CSPRNG), not yet stored."""
+        principal.require_device_access(device_id, "relying-party")
+        if nonce_size not in ALLOWED_NONCE_SIZES:
+            raise ValueError(f"nonce size must be one of {ALLOWED_NONCE_SIZES}")
+        return Challenge(id=secrets.token_hex(16), device_id=device_id,
+                         nonce=secrets.token_bytes(nonce_size), created_at=now,
+                         expires_at=now + self._ttl, consumed_at=None)
 
     def check_submission(self, principal: Principal, *, challenge_id: str,
                          media_type: str) -> str:
@@ -189,12 +196,8 @@ class AttestationService:
             return await run_in_threadpool(
                 lambda: self.issue_challenge(principal, device_id=device_id,
                                              nonce_size=nonce_size, now=now))
-        principal.require_device_access(device_id, "relying-party")
-        if nonce_size not in ALLOWED_NONCE_SIZES:
-            raise ValueError(f"nonce size must be one of {ALLOWED_NONCE_SIZES}")
-        ch = Challenge(id=secrets.token_hex(16), device_id=device_id,
-                       nonce=secrets.token_bytes(nonce_size), created_at=now,
-                       expires_at=now + self._ttl, consumed_at=None)
+        ch = self._new_challenge(principal, device_id=device_id, nonce_size=nonce_size,
+                                 now=now)
         issued = await self._async.issue(challenge_id=ch.id, device_id=device_id,
                                          nonce=ch.nonce, now=now, expires_at=ch.expires_at)
         if not isinstance(issued, IssuedTarget):
