@@ -183,6 +183,8 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--workers", type=int, default=4, help="threads per replica")
     ap.add_argument("--per-link", type=int, default=500, help="devices per MQTT connection")
+    ap.add_argument("--retry", type=float, default=60.0,
+                    help="seconds before an agent first resends an unconfirmed message")
     ap.add_argument("--sign-threads", type=int, default=0,
                     help="signing threads per device connection (0: sign on its network "
                          "thread; software keys sign in ~0.05 ms)")
@@ -254,7 +256,7 @@ def main() -> None:
                 assert p.stdout.readline().strip() == "ready"
             settings = MqttSettings.from_url(mqtt_url)
             for i in range(0, len(devices), args.per_link):
-                link = MqttLink(settings, retry_interval=60.0, workers=args.sign_threads)
+                link = MqttLink(settings, retry_interval=args.retry, workers=args.sign_threads)
                 for dev in devices[i:i + args.per_link]:
                     dev.agent = link.add(DeviceAgent(dev.device_id, evidence=_builder(dev)))
                 link.start(wait=60)
@@ -290,6 +292,10 @@ def main() -> None:
             done = len(devices) - missing
             rate = done / elapsed
             print(f"events published in {t_sent - t_start:.1f}s")
+            resent = sum(d.agent.stats.resent for d in devices if d.agent is not None)
+            challenges = sum(d.agent.stats.challenges for d in devices if d.agent is not None)
+            print(f"challenges received {challenges}, messages resent {resent} "
+                  f"(agents resend after {args.retry:.0f}s, backing off)")
             print(f"load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f} "
                   f"(1 min)")
             print("CPU over the wave:")

@@ -24,12 +24,12 @@ The statements and the guarantees they carry (the lifecycle coordinator composes
 
 On PostgreSQL every statement is one fixed SQL text whose parameters are arrays
 (``WHERE id = ANY(%s)``, ``INSERT ... SELECT ... FROM unnest(%s, %s, ...)``, ``UPDATE ...
-FROM unnest(...)``), run on the transaction's psycopg connection: one statement per step
-whatever the batch size (not one execution per row), no SQL compiled per batch, and psycopg
-prepares each statement on the server after a few uses. The writes at the end of a batch
-are pipelined (:meth:`BatchRepository.pipelined`: one round trip). The guarantees above are
-the same statements' (the same ``ON CONFLICT``, ``FOR UPDATE`` in id order and ``UPDATE
-... WHERE consumed_at IS NULL``).
+FROM unnest(...)``, the arrays sent in binary), run on the transaction's psycopg connection:
+one statement per step whatever the batch size (not one execution per row), no SQL
+compiled per batch, and psycopg prepares each statement on the server after a few uses. The
+writes at the end of a batch are pipelined (:meth:`BatchRepository.pipelined`: one round
+trip). The guarantees above are the same statements' (the same ``ON CONFLICT``, ``FOR
+UPDATE`` in id order and ``UPDATE ... WHERE consumed_at IS NULL``).
 
 On SQLite the SQLAlchemy Core statements run inside ``BEGIN IMMEDIATE`` (one writer at a
 time); ``FOR UPDATE`` is omitted by the dialect.
@@ -139,7 +139,7 @@ _PG_CLAIM = """
 INSERT INTO evidence_receipts (key, challenge_id, device_id, evidence_sha256, state,
                                lease_until, result, created_at, updated_at)
 SELECT t.k, t.c, t.d, t.e, 'processing', %(lease)s, NULL, %(now)s, %(now)s
-FROM unnest(%(keys)s::text[], %(cids)s::text[], %(dids)s::text[], %(shas)s::text[])
+FROM unnest(%(keys)b::text[], %(cids)b::text[], %(dids)b::text[], %(shas)b::text[])
      AS t(k, c, d, e)
 ORDER BY t.k
 ON CONFLICT (key) DO NOTHING
@@ -147,34 +147,34 @@ RETURNING key"""
 
 _PG_RECEIPTS = """
 SELECT key, state, lease_until, result FROM evidence_receipts
-WHERE key = ANY(%(keys)s::text[]) ORDER BY key FOR UPDATE"""
+WHERE key = ANY(%(keys)b::text[]) ORDER BY key FOR UPDATE"""
 
 _PG_COMPLETE = """
 UPDATE evidence_receipts AS r SET state = 'done', result = t.res::json, lease_until = NULL,
        updated_at = %(now)s
-FROM unnest(%(keys)s::text[], %(results)s::text[]) AS t(k, res)
+FROM unnest(%(keys)b::text[], %(results)b::text[]) AS t(k, res)
 WHERE r.key = t.k"""
 
 _PG_TARGETS = """
 SELECT c.id, c.created_at, d.id, d.instance_id, d.model, d.owner, d.status,
        d.lifecycle_state, (SELECT generation FROM config_generation WHERE id = 1)
 FROM challenges AS c JOIN devices AS d ON d.id = c.device_id
-WHERE c.id = ANY(%(ids)s::text[])
+WHERE c.id = ANY(%(ids)b::text[])
 ORDER BY d.id
 FOR UPDATE OF d"""
 
 _PG_CONSUME = """
 UPDATE challenges SET consumed_at = %(now)s
-WHERE id = ANY(%(ids)s::text[]) AND consumed_at IS NULL AND expires_at > %(now)s
+WHERE id = ANY(%(ids)b::text[]) AND consumed_at IS NULL AND expires_at > %(now)s
 RETURNING id, nonce"""
 
-_PG_WHY_NOT = "SELECT id, consumed_at, nonce FROM challenges WHERE id = ANY(%(ids)s::text[])"
+_PG_WHY_NOT = "SELECT id, consumed_at, nonce FROM challenges WHERE id = ANY(%(ids)b::text[])"
 
 _PG_ISSUE = """
 INSERT INTO challenges (id, device_id, nonce, created_at, expires_at, consumed_at)
 SELECT t.id, t.d, t.n, t.c, t.x, NULL
-FROM unnest(%(ids)s::text[], %(dids)s::text[], %(nonces)s::bytea[],
-            %(created)s::timestamptz[], %(expires)s::timestamptz[]) AS t(id, d, n, c, x)"""
+FROM unnest(%(ids)b::text[], %(dids)b::text[], %(nonces)b::bytea[],
+            %(created)b::timestamptz[], %(expires)b::timestamptz[]) AS t(id, d, n, c, x)"""
 
 # History rows come back with (challenge_id, evidence_sha256), unique within a batch (one
 # receipt per pair), so each id is matched to its row whatever order RETURNING uses.
@@ -182,25 +182,25 @@ _PG_HISTORY = """
 INSERT INTO attestations (device_id, challenge_id, outcome, status, media_type,
                           evidence_sha256, reasons, ear, ear_expires_at, created_at)
 SELECT t.d, t.c, t.o, t.s, t.m, t.e, t.r::json, t.ear, t.x, t.at
-FROM unnest(%(dids)s::text[], %(cids)s::text[], %(outcomes)s::text[], %(statuses)s::text[],
-            %(mts)s::text[], %(shas)s::text[], %(reasons)s::text[], %(ears)s::text[],
-            %(exps)s::timestamptz[], %(ats)s::timestamptz[])
+FROM unnest(%(dids)b::text[], %(cids)b::text[], %(outcomes)b::text[], %(statuses)b::text[],
+            %(mts)b::text[], %(shas)b::text[], %(reasons)b::text[], %(ears)b::text[],
+            %(exps)b::timestamptz[], %(ats)b::timestamptz[])
      AS t(d, c, o, s, m, e, r, ear, x, at)
 RETURNING id, challenge_id, evidence_sha256"""
 
 _PG_DEVICE_RESULT = """
 UPDATE devices AS d SET status = t.s, latest_attestation_id = t.a, updated_at = %(now)s
-FROM unnest(%(ids)s::text[], %(statuses)s::text[], %(atts)s::bigint[]) AS t(id, s, a)
+FROM unnest(%(ids)b::text[], %(statuses)b::text[], %(atts)b::bigint[]) AS t(id, s, a)
 WHERE d.id = t.id"""
 
 _PG_DEVICE_FACTS = """
 UPDATE devices AS d SET owner = t.o, lifecycle_state = t.s, updated_at = %(now)s
-FROM unnest(%(ids)s::text[], %(owners)s::text[], %(states)s::text[]) AS t(id, o, s)
+FROM unnest(%(ids)b::text[], %(owners)b::text[], %(states)b::text[]) AS t(id, o, s)
 WHERE d.id = t.id"""
 
 _PG_LOCK_DEVICES = """
 SELECT id, model, owner, lifecycle_state, status FROM devices
-WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE"""
+WHERE id = ANY(%(ids)b::text[]) ORDER BY id FOR UPDATE"""
 
 _PG_ACTIVE_WEBHOOKS = "SELECT id FROM webhooks WHERE active ORDER BY id"
 
@@ -209,15 +209,15 @@ INSERT INTO webhook_deliveries (webhook_id, event, payload, state, attempts,
                                 next_attempt_at, lease_until, last_error, created_at,
                                 delivered_at)
 SELECT h.id, t.e, t.p, 'pending', 0, %(now)s, NULL, NULL, %(now)s, NULL
-FROM unnest(%(events)s::text[], %(payloads)s::text[]) WITH ORDINALITY AS t(e, p, n)
-CROSS JOIN unnest(%(hooks)s::text[]) WITH ORDINALITY AS h(id, m)
+FROM unnest(%(events)b::text[], %(payloads)b::text[]) WITH ORDINALITY AS t(e, p, n)
+CROSS JOIN unnest(%(hooks)b::text[]) WITH ORDINALITY AS h(id, m)
 ORDER BY t.n, h.m"""
 
 _PG_RECORDS = """
 SELECT device_id, state, state_reason, firmware_version, latest_status, latest_at,
        latest_requested_at, latest_reasons, latest_challenge_id, next_deadline, posture,
        posture_reason, updated_at
-FROM device_lifecycle WHERE device_id = ANY(%(ids)s::text[])"""
+FROM device_lifecycle WHERE device_id = ANY(%(ids)b::text[])"""
 
 _PG_CREATE_RECORDS = """
 INSERT INTO device_lifecycle (device_id, state, state_reason, firmware_version,
@@ -225,10 +225,10 @@ INSERT INTO device_lifecycle (device_id, state, state_reason, firmware_version,
                               latest_challenge_id, next_deadline, posture, posture_reason,
                               updated_at)
 SELECT t.id, t.st, t.sr, t.fw, t.ls, t.la, t.lr, t.rs::json, t.lc, t.nd, t.po, t.pr, t.up
-FROM unnest(%(ids)s::text[], %(states)s::text[], %(reasons)s::text[], %(fws)s::text[],
-            %(lstatus)s::text[], %(lat)s::timestamptz[], %(lreq)s::timestamptz[],
-            %(lreasons)s::text[], %(lchal)s::text[], %(deadlines)s::timestamptz[],
-            %(postures)s::text[], %(preasons)s::text[], %(updated)s::timestamptz[])
+FROM unnest(%(ids)b::text[], %(states)b::text[], %(reasons)b::text[], %(fws)b::text[],
+            %(lstatus)b::text[], %(lat)b::timestamptz[], %(lreq)b::timestamptz[],
+            %(lreasons)b::text[], %(lchal)b::text[], %(deadlines)b::timestamptz[],
+            %(postures)b::text[], %(preasons)b::text[], %(updated)b::timestamptz[])
      AS t(id, st, sr, fw, ls, la, lr, rs, lc, nd, po, pr, up)"""
 
 _PG_SAVE_LIFECYCLE = """
@@ -237,34 +237,34 @@ SET state = t.st, state_reason = t.sr, firmware_version = t.fw, latest_status = 
     latest_at = t.la, latest_requested_at = t.lr, latest_reasons = t.rs::json,
     latest_challenge_id = t.lc, next_deadline = t.nd, posture = t.po, posture_reason = t.pr,
     updated_at = t.up
-FROM unnest(%(ids)s::text[], %(states)s::text[], %(reasons)s::text[], %(fws)s::text[],
-            %(lstatus)s::text[], %(lat)s::timestamptz[], %(lreq)s::timestamptz[],
-            %(lreasons)s::text[], %(lchal)s::text[], %(deadlines)s::timestamptz[],
-            %(postures)s::text[], %(preasons)s::text[], %(updated)s::timestamptz[])
+FROM unnest(%(ids)b::text[], %(states)b::text[], %(reasons)b::text[], %(fws)b::text[],
+            %(lstatus)b::text[], %(lat)b::timestamptz[], %(lreq)b::timestamptz[],
+            %(lreasons)b::text[], %(lchal)b::text[], %(deadlines)b::timestamptz[],
+            %(postures)b::text[], %(preasons)b::text[], %(updated)b::timestamptz[])
      AS t(id, st, sr, fw, ls, la, lr, rs, lc, nd, po, pr, up)
 WHERE l.device_id = t.id"""
 
 _PG_PENDING = """
 SELECT device_id, event_id, kind, at, deadline FROM lifecycle_events
-WHERE device_id = ANY(%(ids)s::text[]) AND satisfied_at IS NULL AND deadline IS NOT NULL
+WHERE device_id = ANY(%(ids)b::text[]) AND satisfied_at IS NULL AND deadline IS NOT NULL
 ORDER BY device_id, id"""
 
 _PG_FIND_EVENTS = """
 SELECT event_id, deadline, satisfied_at FROM lifecycle_events
-WHERE event_id = ANY(%(ids)s::text[])"""
+WHERE event_id = ANY(%(ids)b::text[])"""
 
 _PG_ADD_EVENTS = """
 INSERT INTO lifecycle_events (event_id, device_id, kind, details, source, at, deadline,
                               satisfied_at, satisfied_by_challenge)
 SELECT t.e, t.d, t.k, t.det::json, t.src, t.at, t.dl, NULL, NULL
-FROM unnest(%(eids)s::text[], %(dids)s::text[], %(kinds)s::text[], %(details)s::text[],
-            %(sources)s::text[], %(ats)s::timestamptz[], %(deadlines)s::timestamptz[])
+FROM unnest(%(eids)b::text[], %(dids)b::text[], %(kinds)b::text[], %(details)b::text[],
+            %(sources)b::text[], %(ats)b::timestamptz[], %(deadlines)b::timestamptz[])
      WITH ORDINALITY AS t(e, d, k, det, src, at, dl, n)
 ORDER BY t.n"""
 
 _PG_SATISFY = """
 UPDATE lifecycle_events AS e SET satisfied_at = %(now)s, satisfied_by_challenge = t.c
-FROM unnest(%(eids)s::text[], %(cids)s::text[]) AS t(eid, c)
+FROM unnest(%(eids)b::text[], %(cids)b::text[]) AS t(eid, c)
 WHERE e.event_id = t.eid"""
 
 

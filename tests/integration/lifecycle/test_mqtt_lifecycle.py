@@ -273,3 +273,28 @@ def test_agent_queues_events_while_offline_and_delivers_them_on_reconnect(
         assert dev.agent.stats.last_status == "affirming"
     record = run.coordinator.device(devs[0].device_id)
     assert record is not None and record.state is LifecycleState.PROVISIONED
+
+
+def test_publishes_queued_behind_a_full_inflight_window_are_all_delivered(
+        mosquitto: EmbeddedMosquitto) -> None:
+    from devattest.transport.mqtt import connect_async, make_client
+
+    settings = MqttSettings.from_url(mosquitto.url)
+    name = topic("dev-window", "result")
+    watcher = Watcher(mosquitto.url, name)
+    client = make_client(settings, client_id="window-test")
+    client.max_inflight_messages_set(2)  # most of the 40 wait for a slot
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    try:
+        connect_async(client, settings)
+        assert connected.wait(WAIT)
+        infos = [client.publish(name, b'{"n": %d}' % i, qos=1) for i in range(40)]
+        infos[-1].wait_for_publish(10)  # sent in order: the last one goes out last
+        assert all(info.is_published() for info in infos)  # every queued one was sent
+        got = sorted(watcher.next(name)["n"] for _ in range(40))
+        assert got == list(range(40))
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        watcher.close()
