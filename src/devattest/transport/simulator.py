@@ -166,13 +166,82 @@ class SimDevice:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
+class _RecordingSigner:
+    """Signs with a secure element and keeps what it signed (the Sig_structure)."""
+
+    def __init__(self, se: Any) -> None:
+        self.alg = se.alg
+        self._se = se
+        self.signed: list[bytes] = []
+
+    def sign(self, data: bytes) -> bytes:
+        self.signed.append(data)
+        return bytes(self._se.sign(data))
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenTemplate:
+    """A device's PSA token with the nonce left out: the claims, headers and CBOR framing do
+    not change from one challenge to the next, only the nonce and the signature do. Each
+    token is still signed by the device's secure element over its own Sig_structure
+    (RFC 9052 section 4.4), which carries the nonce."""
+
+    state: DeviceState
+    key: Any
+    instance_id: bytes
+    tbs: tuple[bytes, bytes]
+    token: tuple[bytes, bytes]
+    signature_size: int
+
+    @classmethod
+    def build(cls, state: DeviceState, key: Any, instance_id: bytes, size: int
+              ) -> _TokenTemplate | None:
+        """The template for nonces of ``size`` bytes (None if the token cannot be split at
+        the nonce: then every token is built in full)."""
+        placeholder = os.urandom(size)
+        signer = _RecordingSigner(key)
+        # One boot seed per template, as a device keeps its boot seed until it reboots
+        # (a state without one otherwise gets a fresh one per token).
+        booted = state if state.boot_seed is not None else \
+            replace(state, boot_seed=os.urandom(32))
+        token = create_psa_token(psa_claims(booted, nonce=placeholder, instance_id=instance_id),
+                                 signer)
+        if len(signer.signed) != 1:
+            return None
+        tbs = signer.signed[0]
+        parts_tbs, parts_token = tbs.split(placeholder), token.split(placeholder)
+        if len(parts_tbs) != 2 or len(parts_token) != 2:
+            return None
+        # The signature is the last element of the COSE_Sign1 array (a fixed-size bstr).
+        size_sig = 64 if key.alg == -7 else 96 if key.alg == -35 else 132 if key.alg == -36 \
+            else 0
+        if not size_sig or len(parts_token[1]) <= size_sig:
+            return None
+        return cls(state, key, instance_id, (parts_tbs[0], parts_tbs[1]),
+                   (parts_token[0], parts_token[1][:-size_sig]), size_sig)
+
+    def sign(self, nonce: bytes) -> bytes | None:
+        """The token over ``nonce``, signed now (None if the signature has another size)."""
+        sig = bytes(self.key.sign(self.tbs[0] + nonce + self.tbs[1]))
+        if len(sig) != self.signature_size:
+            return None
+        return self.token[0] + nonce + self.token[1] + sig
+
+
 def _builder(dev: SimDevice) -> Callable[[bytes], tuple[bytes, str]]:
+    templates: dict[int, _TokenTemplate | None] = {}
+
     def build(nonce: bytes) -> tuple[bytes, str]:
         assert dev.state is not None
         key = dev.signing_key or dev.se
         iid = dev.claimed_instance_id or instance_id_of(key)
-        claims = psa_claims(dev.state, nonce=nonce, instance_id=iid)
-        return create_psa_token(claims, key), PSA_MEDIA_TYPE
+        t = templates.get(len(nonce))
+        if t is None or t.state is not dev.state or t.key is not key or t.instance_id != iid:
+            t = templates[len(nonce)] = _TokenTemplate.build(dev.state, key, iid, len(nonce))
+        token = t.sign(nonce) if t is not None else None
+        if token is None:
+            token = create_psa_token(psa_claims(dev.state, nonce=nonce, instance_id=iid), key)
+        return token, PSA_MEDIA_TYPE
     return build
 
 
