@@ -314,6 +314,10 @@ class MqttLink:
         cid = self._client_id or (next(iter(self._agents)) if single
                                   else f"devattest-agents-{secrets.token_hex(4)}")
         self._client = make_client(self.settings, client_id=cid)
+        # Each device has at most an event and an Evidence unconfirmed at once in a wave; a
+        # window that holds them all keeps paho from queueing (and from walking its queue
+        # after every PUBACK, which grew with the devices on the link).
+        self._client.max_inflight_messages_set(min(65535, max(1000, 2 * len(self._agents))))
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
