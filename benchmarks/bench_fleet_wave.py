@@ -8,8 +8,13 @@ and the ratio to the two-core raw P-256 verify limit (2 x the single-core
 ``cryptography`` ECDSA P-256 verify rate measured in the same run).
 
     .venv/bin/python benchmarks/bench_fleet_wave.py [--devices 10000] [--replicas 2]
-        [--workers 4] [--batch 64]
+        [--workers 4] [--batch 64] [--per-link 500] [--sign-threads 0] [--retry 60]
         [--pg-url postgresql://postgres@127.0.0.1:5432/postgres] [--mqtt mqtt://host:port]
+
+It also prints the load average and the CPU seconds each process group used over the wave
+(from ``/proc``: replicas, this process with the simulated devices, the wave database's
+PostgreSQL backends, PostgreSQL's background processes, Mosquitto, the whole box), per
+device, and each replica's CPU per thread.
 
 ``--batch N`` lets each Verifier worker take up to N waiting messages and process the events
 and the Evidence among them in one transaction each (``--batch 1``: one message per
