@@ -95,12 +95,15 @@ class EmbeddedMosquitto:
         (self.dir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
 
     def start(self, *, timeout: float = 10.0) -> EmbeddedMosquitto:
-        """Start the broker and wait until it accepts connections.
+        """Start the broker and wait until it accepts connections (a no-op while it runs: a
+        second process would be left running when this one is closed).
 
         Raises:
             TransportError: it did not come up in time.
         """
         assert self.binary is not None
+        if self.running:
+            return self
         self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [self.binary, "-c", str(self.dir / "mosquitto.conf")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

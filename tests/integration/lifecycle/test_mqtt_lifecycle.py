@@ -298,3 +298,10 @@ def test_publishes_queued_behind_a_full_inflight_window_are_all_delivered(
         client.disconnect()
         client.loop_stop()
         watcher.close()
+
+
+def test_starting_a_running_embedded_broker_again_leaves_no_second_process() -> None:
+    with EmbeddedMosquitto() as broker:
+        proc = broker._proc
+        assert broker.start() is broker and broker._proc is proc
+    assert proc is not None and proc.poll() is not None  # closed with the context
