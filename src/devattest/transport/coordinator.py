@@ -627,6 +627,13 @@ class LifecycleCoordinator:
                     "code": "challenge_for_another_device",
                     "message": "the challenge was issued to another device"}}
                 continue
+            if target.lifecycle_state in INACTIVE_STATES:
+                # As the HTTP path: a challenge issued before the device was suspended
+                # (quarantined) or decommissioned is void; nothing is consumed.
+                messages[i] = {**base, "error": {
+                    "code": "device_inactive",
+                    "message": f"device {target.device_id!r} is {target.lifecycle_state}"}}
+                continue
             valid.append(i)
         # 3. Consume the nonces, exactly once each; appraise (pure core) and sign.
         consumed, refused = repo.consume_nonces([items[i].challenge_id for i in valid],

@@ -115,6 +115,30 @@ def test_batch_rejects_evidence_on_another_devices_topic_without_burning_its_non
     assert _history(run, attacker.device_id) == []
 
 
+def test_batch_refuses_a_challenge_issued_before_the_device_was_suspended(
+        run: FleetRun) -> None:
+    """As the HTTP path: Evidence for a challenge issued before the device was suspended
+    (quarantined) or decommissioned is refused, nothing is consumed, nothing recorded."""
+    from sqlalchemy import select, update
+
+    from devattest.store.models import Challenge, Device
+
+    co, dev = run.coordinator, run.devices[0]
+    ch = _challenges(run)[0]
+    with co.store.write() as s:
+        s.execute(update(Device).where(Device.id == dev.device_id)
+                  .values(lifecycle_state="suspended"))
+    evidence, mt = _builder(dev)(ch.nonce)
+    out = co.submit_evidence_batch([EvidenceItem(dev.device_id, ch.challenge_id, evidence,
+                                                 mt)], now=run.clock())
+    assert out[0].message is not None
+    assert out[0].message["error"]["code"] == "device_inactive"
+    assert _history(run, dev.device_id) == []
+    with co.store.read() as s:
+        assert s.scalar(select(Challenge.consumed_at)
+                        .where(Challenge.id == ch.challenge_id)) is None
+
+
 def test_concurrent_batches_with_the_same_evidence_consume_each_nonce_once(
         run: FleetRun) -> None:
     co = run.coordinator
