@@ -121,6 +121,13 @@ class IssuedTarget:
     consumed: bool = False
 
 
+async def _close_quietly(conn: psycopg.AsyncConnection[Any] | None) -> None:
+    if conn is None:
+        return
+    with contextlib.suppress(Exception):  # already abandoning it
+        await conn.close()
+
+
 def libpq_url(sqlalchemy_url: str) -> str:
     """A SQLAlchemy PostgreSQL URL (``postgresql+psycopg://``) as a libpq one."""
     return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(
@@ -174,6 +181,11 @@ class AsyncPgHotPath:
         except psycopg.Error as exc:
             await self._release(None)
             raise StoreError(f"database error: {type(exc).__name__}") from exc
+        except BaseException:
+            # Cancelled while connecting or pinging: the slot is given back.
+            await _close_quietly(conn)
+            await self._release(None)
+            raise
         try:
             yield conn
         except psycopg.Error as exc:
@@ -184,6 +196,13 @@ class AsyncPgHotPath:
                 await self._release(None)
                 conn = None
             raise StoreError(f"database error: {type(exc).__name__}") from exc
+        except BaseException:
+            # Cancelled (or failed) in the middle of a statement: the connection's protocol
+            # state is unknown, so it is closed, never handed to the next request.
+            await _close_quietly(conn)
+            await self._release(None)
+            conn = None
+            raise
         finally:
             if conn is not None:
                 await self._release(conn)

@@ -389,3 +389,33 @@ def test_relayed_evidence_for_a_bound_device_is_refused(
     sub = _midway(ctx, a, lambda: None, signer=b)
     assert sub.result.status.value == "contraindicated"
     assert [code for code, _ in sub.result.reasons] == ["key_mismatch"]
+
+
+def test_statement_cancelled_midway_does_not_poison_the_pool(pg_url: str) -> None:
+    """A request cancelled while its statement runs (shutdown, a timeout) must not hand a
+    connection with a statement still in flight to the next request; nor may the pool lose
+    the slot."""
+    from devattest.store.async_hotpath import AsyncPgHotPath
+
+    hot = AsyncPgHotPath(pg_url, size=1)
+
+    async def scenario() -> Any:
+        async def slow() -> None:
+            async with hot._connection() as conn:
+                await conn.execute("SELECT pg_sleep(5)")
+
+        task = asyncio.create_task(slow())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The only slot is free again, and the next statement runs on a clean connection.
+        async def next_request() -> Any:
+            async with hot._connection() as conn:
+                cur = await conn.execute("SELECT 41 + 1")
+                return (await cur.fetchone())[0]
+
+        return await asyncio.wait_for(next_request(), timeout=3)
+
+    assert _run(scenario()) == 42
+    _run(hot.close())
