@@ -34,8 +34,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from starlette.concurrency import run_in_threadpool
 
@@ -261,8 +260,8 @@ class AttestationService:
             return await run_in_threadpool(general)
         attestation_id = await self._async.record_appraised(
             target, generation=material.generation, status=status, media_type=media_type,
-            evidence_sha256=hashlib.sha256(evidence).hexdigest(), reasons=_reasons(result),
-            ear=appraised.ear, ear_expires_at=_expiry(result), now=now)
+            evidence_sha256=hashlib.sha256(evidence).hexdigest(), reasons=appraised.reasons,
+            ear=appraised.ear, ear_expires_at=appraised.ear_expires_at, now=now)
         if attestation_id is None:
             return await run_in_threadpool(general)
         self._metrics.appraisal_seconds.observe(time.perf_counter() - started)
@@ -305,8 +304,8 @@ class AttestationService:
                 attestation_id = tx.record(
                     device_id=target.device_id, outcome=refused.outcome,
                     status=result.status.value,
-                    media_type=media_type, evidence_sha256=digest, reasons=_reasons(result),
-                    ear=ear, ear_expires_at=None, update_device=False)
+                    media_type=media_type, evidence_sha256=digest, reasons=refused.reasons,
+                    ear=ear, ear_expires_at=refused.ear_expires_at, update_device=False)
                 rejected = True
             else:
                 assert consumed.nonce is not None
@@ -318,8 +317,8 @@ class AttestationService:
                 status = result.status.value
                 attestation_id = tx.record(
                     device_id=target.device_id, outcome="appraised", status=status,
-                    media_type=media_type, evidence_sha256=digest, reasons=_reasons(result),
-                    ear=ear, ear_expires_at=_expiry(result), update_device=True)
+                    media_type=media_type, evidence_sha256=digest, reasons=appraised.reasons,
+                    ear=ear, ear_expires_at=appraised.ear_expires_at, update_device=True)
                 if target.status != status:
                     tx.enqueue_webhooks(event="device.status_changed", payload=webhook_event(
                         target.device_id, target.status, status, attestation_id, now))
@@ -336,10 +335,3 @@ class AttestationService:
 #: Challenges kept per process for the event-loop path (about 200 bytes each).
 _ISSUED_KEPT = 65_536
 
-
-def _reasons(result: AttestationResult) -> list[Any]:
-    return [{"code": c, "message": m} for c, m in result.reasons]
-
-
-def _expiry(result: AttestationResult) -> datetime | None:
-    return None if result.exp is None else datetime.fromtimestamp(result.exp, UTC)

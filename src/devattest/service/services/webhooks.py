@@ -31,7 +31,6 @@ import ipaddress
 import logging
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -42,6 +41,7 @@ import httpx
 from devattest.errors import StoreError
 from devattest.service.metrics import Metrics
 from devattest.service.problems import BadRequest, NotFound
+from devattest.service.services._background import BackgroundThread
 from devattest.store import Store, WebhookRepository
 from devattest.store.models import Webhook, WebhookDeadLetter, WebhookDelivery
 
@@ -188,12 +188,13 @@ class WebhookService:
             return WebhookRepository(s).dead_letters()
 
 
-class WebhookWorker:
+class WebhookWorker(BackgroundThread):
     """A background thread delivering due webhooks."""
 
     def __init__(self, store: Store, metrics: Metrics, *, max_attempts: int, backoff: float,
                  timeout: float, poll: float,
                  allowed_networks: Sequence[IPNetwork] = ()) -> None:
+        super().__init__("devattest-webhooks")
         self._store = store
         self._allowed = tuple(allowed_networks)
         self._metrics = metrics
@@ -201,20 +202,6 @@ class WebhookWorker:
         self._backoff = timedelta(seconds=backoff)
         self._timeout = timeout
         self._poll = poll
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread = threading.Thread(target=self._run, name="devattest-webhooks",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop and wait for the thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
     def _run(self) -> None:
         with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
