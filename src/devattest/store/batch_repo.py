@@ -38,7 +38,6 @@ time); ``FOR UPDATE`` is omitted by the dialect.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +47,7 @@ from sqlalchemy import BindParameter, Connection, Table, bindparam, insert, sele
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from devattest.errors import StoreError
+from devattest.model._json import compact_json
 from devattest.store.hotpath import _A, _C, _D, _G, _W, _WD
 from devattest.store.lifecycle_repo import (
     DeviceLifecycleRecord,
@@ -315,7 +315,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else compact_json(value).decode()
 
 
 def _lifecycle_arrays(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:

@@ -25,7 +25,6 @@ The nonce consumption and the history row commit together: a crash keeps both or
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from devattest.errors import StoreError
+from devattest.model._json import compact_json
 from devattest.store._engine import Store
 from devattest.store.challenges import ConsumeOutcome, Consumption
 from devattest.store.models import (
@@ -293,7 +293,7 @@ class HotPath:
 def webhook_event(device_id: str, previous: str, status: str, attestation_id: int,
                   now: datetime) -> str:
     """The ``device.status_changed`` payload (canonical JSON)."""
-    return json.dumps({"event": "device.status_changed", "device_id": device_id,
-                       "previous_status": previous, "status": status,
-                       "attestation_id": attestation_id, "at": now.isoformat()},
-                      separators=(",", ":"), sort_keys=True)
+    return compact_json({"event": "device.status_changed", "device_id": device_id,
+                         "previous_status": previous, "status": status,
+                         "attestation_id": attestation_id, "at": now.isoformat()},
+                        sort_keys=True).decode()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import secrets
 import threading
@@ -54,6 +53,7 @@ from devattest.lifecycle import (
     parse_event,
     record_result,
 )
+from devattest.model._json import compact_json
 from devattest.service.auth import Principal
 from devattest.service.problems import ApiError, Conflict, NotFound
 from devattest.service.services.appraiser import Appraisal, BatchAppraiser
@@ -327,8 +327,7 @@ class LifecycleCoordinator:
             return None
         change = PostureChange(device.id, previous, posture, after.state, previous_state)
         WebhookRepository(s).enqueue(event="device.posture_changed", now=now,
-                                     payload=json.dumps(change.as_message(), sort_keys=True,
-                                                        separators=(",", ":")))
+                                     payload=_canonical(change.as_message()))
         return change
 
     def _after_commit(self, changes: Sequence[PostureChange], *, now: datetime,
@@ -990,7 +989,7 @@ class _Tracked:
 
 
 def _canonical(message: Mapping[str, Any]) -> str:
-    return json.dumps(message, sort_keys=True, separators=(",", ":"))
+    return compact_json(message, sort_keys=True).decode()
 
 
 def _to_pure(device: Device, rec: DeviceLifecycleRecord,

@@ -23,7 +23,8 @@ import binascii
 import json
 import re
 import ssl
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -31,10 +32,12 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.matcher import MQTTMatcher
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devattest.errors import ConfigurationError, TransportError
+from devattest.model._json import compact_json
 
 PREFIX = "devattest/v1"
 KINDS = ("events", "challenge", "evidence", "result", "status")
@@ -114,15 +117,80 @@ class MqttSettings:
         return replace(self, username=username, password=password)
 
 
-class _Client(mqtt.Client):
-    """paho's client, minus a scan per acknowledgement.
+#: Bytes asked of the socket per read (paho asks for one byte, then the remaining-length
+#: bytes one at a time, then the body: three system calls or more per packet).
+_READ_SIZE = 65536
+#: Whether paho's internals are the ones the overrides below were written against (2.x).
+_PAHO_LAYOUT = all(hasattr(mqtt.Client, name) for name in (
+    "_sock_recv", "_packet_queue", "_call_socket_register_write", "loop_read"))
 
-    After every PUBACK paho walks its whole table of unacknowledged messages looking for
-    one queued behind the in-flight window (``_update_inflight``), even when none is
-    queued: with hundreds of publishes outstanding (a Verifier replica in a fleet wave)
-    that walk was most of its network thread. A message is queued only if the table holds
-    more QoS 1/2 messages than are in flight, so the walk is skipped when it cannot find
-    anything; otherwise paho's own runs."""
+
+class _Client(mqtt.Client):
+    """paho's client, minus a scan per acknowledgement and most of its system calls.
+
+    - After every PUBACK paho walks its whole table of unacknowledged messages looking for
+      one queued behind the in-flight window (``_update_inflight``), even when none is
+      queued: with hundreds of publishes outstanding (a Verifier replica in a fleet wave)
+      that walk was most of its network thread. A message is queued only if the table
+      holds more QoS 1/2 messages than are in flight, so the walk is skipped when it cannot
+      find anything; otherwise paho's own runs.
+    - paho reads a packet with a system call per header byte and one for the body. Reads
+      here fill a buffer of up to 64 KiB at once and hand paho its bytes from it, and the
+      read loop goes on while the buffer holds bytes (the socket cannot wake ``select``
+      for bytes already read out of it).
+    - A packet queued from the network thread itself (a device answering a challenge in
+      its message callback) needs no wake-up byte through paho's socket pair (a system
+      call here and one in the loop): the loop checks for pending output before it waits.
+    """
+
+    _rsock: Any = None
+    _rbuf: bytes = b""
+    _rpos: int = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if not _PAHO_LAYOUT:  # pragma: no cover - another paho layout
+            return super()._sock_recv(bufsize)
+        sock = self._sock
+        if sock is not self._rsock:
+            # A new connection: nothing read from the previous one may be handed out.
+            self._rsock, self._rbuf, self._rpos = sock, b"", 0
+        buf, pos = self._rbuf, self._rpos
+        if pos >= len(buf):
+            buf = super()._sock_recv(_READ_SIZE)  # BlockingIOError when nothing is there
+            if not buf:
+                self._rbuf, self._rpos = b"", 0
+                return buf  # the peer closed the connection
+            pos = 0
+        end = min(pos + bufsize, len(buf))
+        self._rbuf, self._rpos = buf, end
+        return buf[pos:end]
+
+    def _buffered(self) -> bool:
+        return self._rsock is not None and self._rsock is self._sock and \
+            self._rpos < len(self._rbuf)
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        # paho stops after as many packets as it has messages in flight; what is left in the
+        # buffer would otherwise wait for the next byte on the socket (or the keepalive).
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._buffered():
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: Any = None) -> MQTTErrorCode:
+        thread = getattr(self, "_thread", None)
+        if not _PAHO_LAYOUT or thread is None or thread is not threading.current_thread():
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                 "to_process": len(packet), "packet": packet, "info": info})
+        self._call_socket_register_write()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if _PAHO_LAYOUT and type(getattr(self, "_on_message_filtered", None)) is MQTTMatcher:
+            self._on_message_filtered = _Matcher()  # type: ignore[no-untyped-call]
 
     def _update_inflight(self) -> MQTTErrorCode:
         try:
@@ -132,6 +200,59 @@ class _Client(mqtt.Client):
         if nothing_queued:
             return MQTTErrorCode.MQTT_ERR_SUCCESS
         return super()._update_inflight()
+
+
+class _Matcher(MQTTMatcher):
+    """paho's topic-filter trie for ``message_callback_add``, which it searches for every
+    received message: with no filter added (devattest uses one ``on_message``), the search
+    of the empty trie is skipped."""
+
+    def iter_match(self, topic: str) -> Iterator[Any]:
+        if not self._root._children:
+            return iter(())
+        return super().iter_match(topic)  # type: ignore[no-untyped-call, no-any-return]
+
+
+_CONDITION_LOCK = threading.Lock()
+
+
+class _MessageInfo(mqtt.MQTTMessageInfo):
+    """paho's :class:`MQTTMessageInfo` with its condition variable made on first use: paho
+    makes one for every message sent and every message received, and only a caller that
+    waits for the publish (or asks whether it happened) needs it. Installed into
+    ``paho.mqtt.client`` by :func:`_install_lazy_message_info`."""
+
+    __slots__ = ("_lazy_condition",)
+
+    def __init__(self, mid: int) -> None:
+        self.mid = mid
+        self._published = False
+        self._lazy_condition: threading.Condition | None = None
+        self.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        cond = self._lazy_condition
+        if cond is None:
+            with _CONDITION_LOCK:  # the network thread and a waiting caller: one condition
+                cond = self._lazy_condition
+                if cond is None:
+                    cond = self._lazy_condition = threading.Condition()
+        return cond
+
+
+def _install_lazy_message_info() -> None:
+    """Make paho build :class:`_MessageInfo` (profiled: a simulated device's link spent a
+    tenth of its time making condition variables), only when paho's class has the layout
+    this was written against."""
+    base = mqtt.MQTTMessageInfo
+    if set(getattr(base, "__slots__", ())) == {"_condition", "_iterpos", "_published", "mid",
+                                               "rc"}:
+        mqtt.MQTTMessageInfo = _MessageInfo  # type: ignore[misc]
+
+
+_install_lazy_message_info()
 
 
 def make_client(settings: MqttSettings, *, client_id: str, persistent: bool = True
@@ -308,8 +429,8 @@ def parse_topic(name: str) -> tuple[str, str] | None:
 
 # -- codecs ----------------------------------------------------------------------------------
 def dumps(obj: Mapping[str, Any]) -> bytes:
-    """Compact JSON."""
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+    """Compact JSON, keys sorted."""
+    return compact_json(obj, sort_keys=True)
 
 
 def loads(payload: bytes) -> dict[str, Any]:

@@ -166,17 +166,22 @@ class SimDevice:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
+#: Signature sizes (raw r||s) of the COSE algorithms a template can be made for.
+_SIGNATURE_SIZES = {-7: 64, -35: 96, -36: 132}
+
+
 class _RecordingSigner:
-    """Signs with a secure element and keeps what it signed (the Sig_structure)."""
+    """Keeps what it is asked to sign (the Sig_structure) and answers with zeros of the
+    algorithm's signature size: a template's signature is cut off and never sent, so the
+    secure element is not asked for it (each token from the template is signed by it)."""
 
     def __init__(self, se: Any) -> None:
         self.alg = se.alg
-        self._se = se
         self.signed: list[bytes] = []
 
     def sign(self, data: bytes) -> bytes:
         self.signed.append(data)
-        return bytes(self._se.sign(data))
+        return bytes(_SIGNATURE_SIZES.get(self.alg, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +218,7 @@ class _TokenTemplate:
         if len(parts_tbs) != 2 or len(parts_token) != 2:
             return None
         # The signature is the last element of the COSE_Sign1 array (a fixed-size bstr).
-        size_sig = 64 if key.alg == -7 else 96 if key.alg == -35 else 132 if key.alg == -36 \
-            else 0
+        size_sig = _SIGNATURE_SIZES.get(key.alg, 0)
         if not size_sig or len(parts_token[1]) <= size_sig:
             return None
         return cls(state, key, instance_id, (parts_tbs[0], parts_tbs[1]),
@@ -230,11 +234,14 @@ class _TokenTemplate:
 
 def _builder(dev: SimDevice) -> Callable[[bytes], tuple[bytes, str]]:
     templates: dict[int, _TokenTemplate | None] = {}
+    own: list[tuple[Any, bytes]] = []  # the signing key and its Instance ID, hashed once
 
     def build(nonce: bytes) -> tuple[bytes, str]:
         assert dev.state is not None
         key = dev.signing_key or dev.se
-        iid = dev.claimed_instance_id or instance_id_of(key)
+        if not own or own[0][0] is not key:
+            own[:] = [(key, instance_id_of(key))]
+        iid = dev.claimed_instance_id or own[0][1]
         t = templates.get(len(nonce))
         if t is None or t.state is not dev.state or t.key is not key or t.instance_id != iid:
             t = templates[len(nonce)] = _TokenTemplate.build(dev.state, key, iid, len(nonce))

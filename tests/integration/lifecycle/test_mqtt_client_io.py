@@ -1,0 +1,188 @@
+"""The MQTT client's buffered reads and its network-thread publishes, on a real, private
+Mosquitto: nothing read ahead is held back, large messages arrive whole, a reconnect never
+hands out bytes of the previous connection, and replies sent from a message callback go
+out without a wake-up byte."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from devattest.transport.broker import EmbeddedMosquitto
+from devattest.transport.mqtt import MqttSettings, _Client, connect_async, make_client, topic
+
+pytestmark = pytest.mark.integration
+
+WAIT = 20.0
+
+
+class _Collector:
+    def __init__(self, expected: int) -> None:
+        self.payloads: list[bytes] = []
+        self.expected = expected
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+
+    def on_message(self, client: Any, _u: Any, msg: Any) -> None:
+        with self.lock:
+            self.payloads.append(bytes(msg.payload))
+            if len(self.payloads) >= self.expected:
+                self.done.set()
+        if msg.qos:
+            client.ack(msg.mid, msg.qos)
+
+
+def _subscriber(broker: EmbeddedMosquitto, name: str, collector: _Collector, *,
+                qos: int) -> mqtt.Client:
+    settings = MqttSettings.from_url(broker.url)
+    client = make_client(settings, client_id=f"sub-{name}", persistent=False)
+    subscribed = threading.Event()
+    client.on_connect = lambda c, *_: c.subscribe(name, qos=qos)
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = collector.on_message
+    connect_async(client, settings, persistent=False)
+    assert subscribed.wait(WAIT)
+    return client
+
+
+def _publisher(broker: EmbeddedMosquitto) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    return client
+
+
+def _stop(*clients: mqtt.Client) -> None:
+    for c in clients:
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_packets_read_ahead_are_delivered_without_waiting_for_more_bytes(
+        mosquitto: EmbeddedMosquitto) -> None:
+    # With QoS 0 nothing is in flight, so paho's read loop stops after one packet per
+    # wake-up; the rest of a burst sits in the client's buffer, where select() cannot see
+    # it. Unless the loop drains the buffer, the tail of the burst waits for the keepalive.
+    name = topic("dev-burst", "result")
+    got = _Collector(200)
+    sub = _subscriber(mosquitto, name, got, qos=0)
+    pub = _publisher(mosquitto)
+    try:
+        for i in range(200):
+            pub.publish(name, b"%d" % i, qos=0)
+        assert got.done.wait(WAIT), f"{len(got.payloads)} of 200 delivered"
+        assert sorted(int(p) for p in got.payloads) == list(range(200))
+    finally:
+        _stop(pub, sub)
+
+
+def test_messages_larger_than_one_read_arrive_whole_and_in_order(
+        mosquitto: EmbeddedMosquitto) -> None:
+    name = topic("dev-large", "evidence")
+    sizes = [1, 200_000, 3, 65_536, 65_535, 131_072, 7]
+    payloads = [os.urandom(n) for n in sizes]
+    got = _Collector(len(payloads))
+    sub = _subscriber(mosquitto, name, got, qos=1)
+    pub = _publisher(mosquitto)
+    try:
+        for p in payloads:
+            pub.publish(name, p, qos=1)
+        assert got.done.wait(WAIT)
+        assert got.payloads == payloads
+    finally:
+        _stop(pub, sub)
+
+
+def test_a_reply_published_from_the_message_callback_goes_out(
+        mosquitto: EmbeddedMosquitto) -> None:
+    # A device answers its challenge inside paho's callback, on the network thread; the
+    # reply is queued without a wake-up byte and must still be sent, every time.
+    requests, replies = topic("dev-echo", "challenge"), topic("dev-echo", "evidence")
+    echoed = _Collector(50)
+    watcher = _subscriber(mosquitto, replies, echoed, qos=1)
+    settings = MqttSettings.from_url(mosquitto.url)
+    device = make_client(settings, client_id="echo-device", persistent=False)
+    subscribed = threading.Event()
+
+    def on_message(client: Any, _u: Any, msg: Any) -> None:
+        assert threading.current_thread() is client._thread
+        client.publish(replies, b"re:" + bytes(msg.payload), qos=1)
+        client.ack(msg.mid, msg.qos)
+
+    device.on_connect = lambda c, *_: c.subscribe(requests, qos=1)
+    device.on_subscribe = lambda *_: subscribed.set()
+    device.on_message = on_message
+    connect_async(device, settings, persistent=False)
+    assert subscribed.wait(WAIT)
+    pub = _publisher(mosquitto)
+    try:
+        for i in range(50):
+            pub.publish(requests, b"%d" % i, qos=1).wait_for_publish(WAIT)
+        assert echoed.done.wait(WAIT), f"{len(echoed.payloads)} of 50 replies"
+        assert sorted(echoed.payloads) == sorted(b"re:%d" % i for i in range(50))
+    finally:
+        _stop(pub, device, watcher)
+
+
+class _Socket:
+    """Bytes a connection would deliver (the buffering logic alone, no network)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def recv(self, n: int) -> bytes:
+        if not self.data:
+            raise BlockingIOError
+        chunk, self.data = self.data[:n], self.data[n:]
+        return chunk
+
+    def close(self) -> None:
+        self.data = b""
+
+
+def test_bytes_read_from_a_previous_connection_are_never_handed_out_after_a_reconnect(
+) -> None:
+    # A connection dropped mid-packet leaves bytes in the buffer; the next connection's
+    # first packet must be read from the new socket, or a stale (possibly attacker-timed)
+    # fragment would be spliced into it.
+    client = _Client(CallbackAPIVersion.VERSION2, client_id="buffer-test")
+    client._sock = _Socket(b"\x30\x05stale")  # type: ignore[assignment]
+    assert client._sock_recv(1) == b"\x30"
+    client._sock = _Socket(b"\x40\x02\x00\x01")  # type: ignore[assignment]
+    assert client._sock_recv(1) == b"\x40"
+    assert client._sock_recv(1) == b"\x02"
+    assert client._sock_recv(10) == b"\x00\x01"
+    with pytest.raises(BlockingIOError):
+        client._sock_recv(1)
+
+
+def test_per_topic_callbacks_still_receive_their_messages(mosquitto: EmbeddedMosquitto) -> None:
+    # The client skips paho's search of the topic-filter trie while it is empty; a filter
+    # added with message_callback_add must still be found.
+    name = topic("dev-filtered", "status")
+    filtered, general = _Collector(3), _Collector(1)
+    settings = MqttSettings.from_url(mosquitto.url)
+    client = make_client(settings, client_id="filtered", persistent=False)
+    subscribed = threading.Event()
+    client.message_callback_add("devattest/v1/+/status", filtered.on_message)
+    client.on_message = general.on_message
+    client.on_connect = lambda c, *_: c.subscribe([(name, 1), (topic("dev-other", "status"), 1)])
+    client.on_subscribe = lambda *_: subscribed.set()
+    connect_async(client, settings, persistent=False)
+    assert subscribed.wait(WAIT)
+    pub = _publisher(mosquitto)
+    try:
+        for i in range(3):
+            pub.publish(name, b"%d" % i, qos=1)
+        assert filtered.done.wait(WAIT)
+        assert general.payloads == []
+        info = pub.publish(topic("dev-other", "result"), b"x", qos=1)
+        info.wait_for_publish(WAIT)
+        assert info.is_published()
+    finally:
+        _stop(pub, client)
