@@ -35,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.matcher import MQTTMatcher
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from devattest.errors import ConfigurationError, TransportError
 from devattest.model._json import compact_json
@@ -352,6 +353,46 @@ class _SharedTableProperties(Properties):
             delattr(self, name)
 
 
+    def getNameFromIdent(self, identifier: int) -> str | None:  # noqa: N802 - paho's name
+        # paho walks every property name for each property it decodes.
+        return _NAME_OF_IDENT.get(identifier)
+
+
+#: Property identifier -> name (paho's ``names`` maps name -> identifier, one to one).
+_NAME_OF_IDENT: dict[int, str] = {ident: name for name, ident in _TABLES.names.items()} \
+    if len(set(_TABLES.names.values())) == len(_TABLES.names) else {}
+
+
+class _SharedNamesReasonCode(ReasonCode):
+    """paho's :class:`ReasonCode` without a copy of the table of every reason code's names
+    per instance (paho makes one for every PUBACK sent and received) and without a walk of
+    that table for the common success code. Values and errors are paho's own. Installed by
+    :func:`_install_shared_table_properties`."""
+
+    def __init__(self, packetType: int, aName: str = "Success",  # noqa: N803 - paho's names
+                 identifier: int = -1) -> None:
+        self.names = _REASON_NAMES
+        self.packetType = packetType
+        if identifier != -1:
+            self.value = identifier
+            self.getName()  # paho's check that the code exists for the packet type
+            return
+        name = aName
+        if packetType == PacketTypes.DISCONNECT and name == "Success":
+            name = "Normal disconnection"
+        value = _SUCCESS_CODES.get(packetType) if name == "Success" else None
+        if value is None:
+            self.set(name)
+        else:
+            self.value = value
+
+
+_REASON_NAMES = ReasonCode.names
+#: The packet types whose "Success" is code 0 (paho's getId, precomputed).
+_SUCCESS_CODES: dict[int, int] = {
+    t: 0 for t in _REASON_NAMES.get(0, {}).get("Success", ())}
+
+
 def _install_shared_table_properties() -> None:
     """Make paho's packet decoder build :class:`_SharedTableProperties` (profiled: building
     the tables was a third of a Verifier replica's network-thread time in a fleet wave).
@@ -361,8 +402,12 @@ def _install_shared_table_properties() -> None:
     except ImportError:  # another paho layout: keep its own class
         return
     if getattr(_packet, "Properties", None) is Properties and \
-            {"types", "names", "properties"} <= set(vars(_TABLES)):
+            {"types", "names", "properties"} <= set(vars(_TABLES)) and _NAME_OF_IDENT:
         setattr(_packet, "Properties", _SharedTableProperties)  # noqa: B010
+    if getattr(_packet, "ReasonCode", None) is ReasonCode and \
+            getattr(mqtt, "ReasonCode", None) is ReasonCode and _SUCCESS_CODES:
+        setattr(_packet, "ReasonCode", _SharedNamesReasonCode)  # noqa: B010
+        setattr(mqtt, "ReasonCode", _SharedNamesReasonCode)  # noqa: B010
 
 
 _install_shared_table_properties()
