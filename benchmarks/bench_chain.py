@@ -2,9 +2,10 @@
 (verified-chain cache hit), and the raw ES256 verify rate measured in the same run.
 
 Then full appraisals (``devattest.verifier.verify``, PSA token, default policy) of one x5chain
-token on a warm cache, against the same token appraised with its key provisioned as a raw Trust
-Anchor (by Instance ID), in interleaved rounds (best round of each): issue 3 asks the first to
-stay at 75% or more of the second.
+token on a warm cache and of the same token with its key provisioned as a raw Trust Anchor (by
+Instance ID), in rounds interleaved with the raw verify (best round of each, so that all three
+see the same machine load). Issue 3's bar: the x5chain appraisal at 75% or more of the raw
+verify rate.
 
 Run from the repository root: ``.venv/bin/python benchmarks/bench_chain.py [--seconds N]``.
 """
@@ -76,11 +77,11 @@ def main() -> None:
     print(f"raw ES256 verify        : {r_raw:10.0f}/s")
     print(f"chain validation (cold) : {r_cold:10.0f}/s  ({1e6 / r_cold:.0f} us per chain)")
     print(f"chain validation (warm) : {r_warm:10.0f}/s  ({1e6 / r_warm:.1f} us per chain)")
-    _appraisals(key, x5chain, root, args.seconds)
+    _appraisals(key, x5chain, root, args.seconds, raw)
 
 
 def _appraisals(key: ec.EllipticCurvePrivateKey, x5chain: tuple[bytes, ...],
-                root: CertificateAnchor, seconds: float) -> None:
+                root: CertificateAnchor, seconds: float, raw: Callable[[], object]) -> None:
     from devattest.attester.backends.unsafe_software import UnsafeSoftwareKey
     from devattest.attester.claims import DeviceState, MeasuredComponent
     from devattest.attester.evidence import PSA_MEDIA_TYPE, attest_psa, instance_id_of
@@ -108,16 +109,20 @@ def _appraisals(key: ec.EllipticCurvePrivateKey, x5chain: tuple[bytes, ...],
             return result
         return run
 
-    # Interleaved short rounds, best of each: the two rates see the same machine load.
+    # Interleaved short rounds, best of each: the three rates see the same machine load.
     raw_key, chain = appraise(key_anchors), appraise(chain_anchors)
-    rounds = 6
-    r_raw_key = r_chain = 0.0
+    rounds = 8
+    r_raw = r_raw_key = r_chain = 0.0
     for _ in range(rounds):
+        r_raw = max(r_raw, rate(raw, seconds / rounds))
         r_raw_key = max(r_raw_key, rate(raw_key, seconds / rounds))
         r_chain = max(r_chain, rate(chain, seconds / rounds))
-    print(f"appraisal, raw key anchor      : {r_raw_key:10.0f}/s")
-    print(f"appraisal, x5chain (warm cache): {r_chain:10.0f}/s  "
-          f"({100 * r_chain / r_raw_key:.0f}% of the raw-key appraisal rate)")
+    print(f"raw ES256 verify (interleaved)  : {r_raw:10.0f}/s")
+    print(f"appraisal, raw key anchor       : {r_raw_key:10.0f}/s  "
+          f"({r_raw_key / r_raw:.2f} of raw verify)")
+    print(f"appraisal, x5chain (warm cache) : {r_chain:10.0f}/s  "
+          f"({r_chain / r_raw:.2f} of raw verify; issue 3's bar is 0.75; "
+          f"{100 * r_chain / r_raw_key:.0f}% of the raw-key appraisal rate)")
 
 
 if __name__ == "__main__":
