@@ -28,8 +28,8 @@ class DeviceLifecycleRecord(Base):
     """The lifecycle side of one device (the inventory row stays in ``devices``)."""
 
     __tablename__ = "device_lifecycle"
-    __table_args__ = (Index("ix_device_lifecycle_next_deadline", "next_deadline"),
-                      Index("ix_device_lifecycle_posture", "posture"))
+    # Queries by posture use ix_device_lifecycle_posture_device_id (store.dashboard_repo).
+    __table_args__ = (Index("ix_device_lifecycle_next_deadline", "next_deadline"),)
 
     device_id: Mapped[str] = mapped_column(
         String(128), ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)

@@ -246,3 +246,37 @@ def test_replaces_a_pooled_connection_killed_while_idle(store: Store,
     for _ in range(2):  # both pooled connections, the dead one pinged and replaced
         with store.read() as s:
             assert DeviceRepository(s).get("dev-1") is not None
+
+
+def test_a_signed_ear_stays_in_the_row_on_postgresql_not_in_toast(store: Store) -> None:
+    # An EAR is about 2.4 KB of base64url: past PostgreSQL's 2 KB threshold each history
+    # row had its EAR put through pglz (which cannot shrink it) and moved to the TOAST
+    # table. Rows of that size stay in the table page (migration pf01); the value is intact.
+    import os
+
+    from sqlalchemy import text
+
+    from devattest.ear._claims import b64url_encode
+
+    _device(store, "dev-1")
+    ear = ".".join(b64url_encode(os.urandom(n)) for n in (30, 1600, 64))
+    assert 2100 < len(ear) < 7000
+    with store.write() as s:
+        row = AttestationRepository(s).add(
+            device_id="dev-1", challenge_id=None, outcome="appraised", status="affirming",
+            media_type="application/eat+cwt", evidence_sha256="0" * 64,
+            reasons=[{"code": "c", "message": "m"}], ear=ear, ear_expires_at=NOW, now=NOW)
+        attestation_id = row.id
+    with store.read() as s:
+        stored = AttestationRepository(s).get(attestation_id)
+        assert stored is not None and stored.ear == ear
+        if store.engine.dialect.name != "postgresql":
+            return
+        for table in ("attestations", "evidence_receipts"):
+            options = s.execute(text("SELECT reloptions FROM pg_class WHERE relname = :t"),
+                                {"t": table}).scalar_one()
+            assert "toast_tuple_target=8160" in (options or []), table
+        toasted = s.execute(text(
+            "SELECT pg_relation_size(reltoastrelid) FROM pg_class "
+            "WHERE relname = 'attestations'")).scalar_one()
+        assert toasted == 0
