@@ -123,7 +123,32 @@ class MqttSettings:
 _READ_SIZE = 65536
 #: Whether paho's internals are the ones the overrides below were written against (2.x).
 _PAHO_LAYOUT = all(hasattr(mqtt.Client, name) for name in (
-    "_sock_recv", "_packet_queue", "_call_socket_register_write", "loop_read"))
+    "_sock_recv", "_packet_queue", "_call_socket_register_write", "loop_read",
+    "_packet_write"))
+
+
+#: The most bytes of queued packets joined into one write.
+_WRITE_SIZE = 256 * 1024
+_PUBACK = int(PacketTypes.PUBACK) << 4
+_PUBLISH = int(PacketTypes.PUBLISH) << 4
+_DISCONNECT = int(PacketTypes.DISCONNECT) << 4
+
+
+def _plain(packet: Mapping[str, Any]) -> bool:
+    """Whether paho does nothing when this queued packet has been sent."""
+    command = packet["command"] & 0xF0
+    return command != _DISCONNECT and not (command == _PUBLISH and packet["qos"] == 0)
+
+
+def _flush(run: list[Any], out: list[Any]) -> None:
+    """Move ``run`` to ``out``: as it is when one packet, else as one joined write."""
+    if len(run) == 1:
+        out.append(run[0])
+    elif run:
+        joined = b"".join(p["packet"][p["pos"]:] if p["pos"] else p["packet"] for p in run)
+        out.append({"command": _PUBACK, "mid": 0, "qos": 1, "pos": 0,
+                    "to_process": len(joined), "packet": joined, "info": None})
+    run.clear()
 
 
 class _Client(mqtt.Client):
@@ -139,6 +164,8 @@ class _Client(mqtt.Client):
       here fill a buffer of up to 64 KiB at once and hand paho its bytes from it, and the
       read loop goes on while the buffer holds bytes (the socket cannot wake ``select``
       for bytes already read out of it).
+    - paho writes each queued packet with its own system call; queued packets whose
+      sending completes nothing in paho are joined into one write (up to 256 KiB).
     - A packet queued from the network thread itself (a device answering a challenge in
       its message callback) needs no wake-up byte through paho's socket pair (a system
       call here and one in the loop): the loop checks for pending output before it waits.
@@ -192,6 +219,35 @@ class _Client(mqtt.Client):
         super().__init__(*args, **kwargs)
         if _PAHO_LAYOUT and type(getattr(self, "_on_message_filtered", None)) is MQTTMatcher:
             self._on_message_filtered = _Matcher()  # type: ignore[no-untyped-call]
+
+    def _packet_write(self) -> MQTTErrorCode:
+        # paho sends each queued packet with its own system call. Runs of packets whose
+        # sending completes nothing in paho (everything but a QoS 0 PUBLISH, which calls
+        # on_publish, and DISCONNECT) are joined into one write each, in order; paho sends
+        # the joined bytes as one packet, resuming a partial write as it does for any.
+        queue = self._out_packet
+        if _PAHO_LAYOUT and len(queue) > 1:
+            merged: list[Any] = []
+            run: list[Any] = []
+            size = 0
+            # Only this (network) thread takes from the queue; others append at its end,
+            # after the packets taken here, which go back in front of them in order.
+            for _ in range(len(queue)):
+                packet = queue.popleft()
+                if _plain(packet) and size < _WRITE_SIZE:
+                    run.append(packet)
+                    size += packet["to_process"]
+                    continue
+                _flush(run, merged)
+                size = 0
+                if _plain(packet):
+                    run.append(packet)
+                    size = packet["to_process"]
+                else:
+                    merged.append(packet)
+            _flush(run, merged)
+            queue.extendleft(reversed(merged))
+        return super()._packet_write()
 
     def _update_inflight(self) -> MQTTErrorCode:
         try:

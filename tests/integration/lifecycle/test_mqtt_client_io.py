@@ -186,3 +186,56 @@ def test_per_topic_callbacks_still_receive_their_messages(mosquitto: EmbeddedMos
         assert info.is_published()
     finally:
         _stop(pub, client)
+
+
+class _WriteSocket:
+    """Records what is sent; accepts at most ``limit`` bytes per call (partial writes)."""
+
+    def __init__(self, limit: int = 1 << 30) -> None:
+        self.sent: list[bytes] = []
+        self.limit = limit
+
+    def send(self, data: bytes) -> int:
+        chunk = bytes(data[:self.limit])
+        self.sent.append(chunk)
+        return len(chunk)
+
+    def close(self) -> None:
+        pass
+
+
+def _queued(command: int, data: bytes, *, qos: int = 1, info: Any = None) -> dict[str, Any]:
+    return {"command": command, "mid": 1, "qos": qos, "pos": 0, "to_process": len(data),
+            "packet": data, "info": info}
+
+
+def test_queued_packets_go_out_in_one_write_in_order_and_qos0_publishes_still_complete(
+) -> None:
+    from paho.mqtt.client import MQTTMessageInfo
+
+    client = _Client(CallbackAPIVersion.VERSION2, client_id="write-test")
+    sock = _WriteSocket()
+    client._sock = sock  # type: ignore[assignment]
+    info = MQTTMessageInfo(7)
+    published: list[int] = []
+    client.on_publish = lambda _c, _u, mid, *_: published.append(mid)
+    for packet in (_queued(0x32, b"P1"), _queued(0x40, b"A1"), _queued(0x32, b"P2"),
+                   _queued(0x30, b"Q0", qos=0, info=info), _queued(0x32, b"P3"),
+                   _queued(0x40, b"A2")):
+        client._out_packet.append(packet)  # type: ignore[arg-type]
+    client._packet_write()
+    # The QoS 0 publish is written on its own, so that paho reports it as published.
+    assert sock.sent == [b"P1A1P2", b"Q0", b"P3A2"]
+    assert info.is_published() and published == [1]
+    assert not client._out_packet
+
+
+def test_a_joined_write_the_socket_takes_in_part_is_resumed_where_it_stopped() -> None:
+    client = _Client(CallbackAPIVersion.VERSION2, client_id="partial-test")
+    sock = _WriteSocket(limit=3)
+    client._sock = sock  # type: ignore[assignment]
+    for data in (b"abcd", b"efgh", b"ij"):
+        client._out_packet.append(_queued(0x32, data))  # type: ignore[arg-type]
+    client._packet_write()
+    assert b"".join(sock.sent) == b"abcdefghij"
+    assert not client._out_packet
