@@ -135,6 +135,8 @@ class DeviceAgent:
         self._lock = threading.Lock()
         self._events: collections.OrderedDict[str, _OutEvent] = collections.OrderedDict()
         self._evidence_out: dict[str, _OutEvidence] = {}
+        #: Challenges whose Evidence is being built (a redelivery meanwhile is dropped).
+        self._answering: set[str] = set()
         self._seq = 0
         self._link: Link | None = None
         self._result_cv = threading.Condition(self._lock)
@@ -190,18 +192,29 @@ class DeviceAgent:
             return
         with self._lock:
             self.stats.challenges += 1
-            if challenge_id in self._evidence_out or \
+            if challenge_id in self._evidence_out or challenge_id in self._answering or \
                     challenge_id in self.stats.results_by_challenge:
-                return  # a redelivered challenge: the Evidence is already on its way
+                # A redelivered challenge (or one sent again for a repeated event): the
+                # Evidence is already on its way. Answering twice would spend the nonce on
+                # the first answer and earn the second a replay verdict.
+                return
             seq = self._seq
-        if not self.answer_challenges:
-            return
-        evidence, media_type = self._evidence(nonce)
-        if self.tamper is not None:
-            evidence, media_type = self.tamper(challenge_id, evidence, media_type)
-        out = _OutEvidence(challenge_id, evidence_message(challenge_id, evidence, media_type),
-                           seq, time.monotonic())
+            if not self.answer_challenges:
+                return
+            self._answering.add(challenge_id)
+        try:
+            evidence, media_type = self._evidence(nonce)
+            if self.tamper is not None:
+                evidence, media_type = self.tamper(challenge_id, evidence, media_type)
+            out = _OutEvidence(challenge_id,
+                               evidence_message(challenge_id, evidence, media_type),
+                               seq, time.monotonic())
+        except BaseException:
+            with self._lock:
+                self._answering.discard(challenge_id)
+            raise
         with self._lock:
+            self._answering.discard(challenge_id)
             self._evidence_out[challenge_id] = out
             self.stats.evidence_sent += 1
         if self._link is not None:

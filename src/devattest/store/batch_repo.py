@@ -176,6 +176,12 @@ SELECT t.id, t.d, t.n, t.c, t.x, NULL
 FROM unnest(%(ids)b::text[], %(dids)b::text[], %(nonces)b::bytea[],
             %(created)b::timestamptz[], %(expires)b::timestamptz[]) AS t(id, d, n, c, x)"""
 
+#: The devices' challenges still open (unconsumed, unexpired), newest first.
+_PG_OUTSTANDING = """
+SELECT device_id, id, nonce, created_at, expires_at FROM challenges
+WHERE device_id = ANY(%(dids)b::text[]) AND consumed_at IS NULL AND expires_at > %(now)s
+ORDER BY device_id, created_at DESC, id"""
+
 # History rows come back with (challenge_id, evidence_sha256), unique within a batch (one
 # receipt per pair), so each id is matched to its row whatever order RETURNING uses.
 _PG_HISTORY = """
@@ -286,6 +292,14 @@ class DeviceRow(NamedTuple):
     owner: str
     lifecycle_state: str
     status: str
+
+
+class OpenChallenge(NamedTuple):
+    """A challenge that can still be answered."""
+
+    challenge_id: str
+    nonce: bytes
+    expires_at: datetime
 
 
 class EventRow(NamedTuple):
@@ -512,6 +526,33 @@ class BatchRepository:
                                      "expires": [r["expires_at"] for r in rows]})
             return
         self._c.execute(insert(_C), [{**r, "consumed_at": None} for r in rows])
+
+    def outstanding_challenges(self, device_ids: Sequence[str], *, now: datetime
+                               ) -> dict[str, OpenChallenge]:
+        """Each device's newest challenge that is unconsumed and has at least half of its
+        lifetime left at ``now`` (a repeated event is answered with it rather than with yet
+        another nonce; one about to expire is not worth sending again)."""
+        ids = sorted(set(device_ids))
+        if not ids:
+            return {}
+        if self._pg:
+            rows: list[tuple[Any, ...]] = [
+                (d, cid, n, _utc(c), _utc(x)) for d, cid, n, c, x in
+                self._pg_rows(_PG_OUTSTANDING, {"dids": ids, "now": now})]
+        else:
+            rows = []
+            for chunk in _chunks(ids):
+                rows += [tuple(r) for r in self._c.execute(
+                    select(_C.c.device_id, _C.c.id, _C.c.nonce, _C.c.created_at,
+                           _C.c.expires_at)
+                    .where(_C.c.device_id.in_(chunk), _C.c.consumed_at.is_(None),
+                           _C.c.expires_at > now)
+                    .order_by(_C.c.device_id, _C.c.created_at.desc(), _C.c.id))]
+        out: dict[str, OpenChallenge] = {}
+        for d, cid, nonce, created, expires in rows:
+            if d not in out and 2 * (expires - now) >= expires - created:
+                out[d] = OpenChallenge(cid, bytes(nonce), expires)
+        return out
 
     # -- history and devices ------------------------------------------------------------------
     def insert_history(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:

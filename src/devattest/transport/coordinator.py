@@ -67,7 +67,7 @@ from devattest.store import (
     WebhookRepository,
     receipt_key,
 )
-from devattest.store.batch_repo import BatchRepository
+from devattest.store.batch_repo import BatchRepository, OpenChallenge
 from devattest.store.hotpath import INACTIVE_STATES, webhook_event
 from devattest.store.lifecycle_repo import (
     DeviceLifecycleRecord,
@@ -380,6 +380,7 @@ class LifecycleCoordinator:
             client_id = f"{source}-{now.timestamp():.6f}-{id(message)}"
         eid = event_key(device_id, client_id)
         still_due = False
+        reuse: OpenChallenge | None = None
         change: PostureChange | None = None
         event: LifecycleEvent | None = None
         with self.store.write() as s:
@@ -391,6 +392,9 @@ class LifecycleCoordinator:
             seen = repo.find_event(eid)
             if seen is not None:
                 still_due = seen.deadline is not None and seen.satisfied_at is None
+                if still_due and device.lifecycle_state not in INACTIVE_STATES:
+                    reuse = BatchRepository(s.connection()).outstanding_challenges(
+                        [device_id], now=now).get(device_id)
             else:
                 event = parse_event(message, device_id=device_id, event_id=eid,
                                     received_at=now)
@@ -403,9 +407,14 @@ class LifecycleCoordinator:
                 change = self._save(s, device, rec, before, after, now=now)
         if event is None:
             # A repeated event: no second deadline. While it is still unanswered, the device
-            # may have lost its challenge (a broker restart), so it gets a fresh one.
-            again = self.request_attestation(device_id, now=now, event_id=eid) \
-                if still_due else None
+            # may have lost its challenge (a broker restart): it gets its open challenge
+            # again, or a fresh one (see _challenge_again).
+            again = None
+            if reuse is not None:
+                again = IssuedChallenge(device_id, reuse.challenge_id, reuse.nonce,
+                                        reuse.expires_at, eid)
+            elif still_due:
+                again = self.request_attestation(device_id, now=now, event_id=eid)
             return EventOutcome(device_id, eid, duplicate=True, challenge=again)
         challenge = None
         if event.kind is not EventKind.DECOMMISSION:
@@ -756,6 +765,7 @@ class LifecycleCoordinator:
                                          for d, r in rows.items()}, now=now)
             seen = repo.find_events([e[0] for e in eids if e is not None])
             recorded: dict[str, bool] = {}  # recorded in this batch -> still due
+            repeated: list[tuple[int, _Tracked, str]] = []
             new_events: list[dict[str, Any]] = []
             satisfied: list[tuple[str, str | None]] = []
             hooks: list[tuple[str, str]] = []
@@ -771,10 +781,10 @@ class LifecycleCoordinator:
                     row = seen.get(eid)
                     still_due = recorded[eid] if row is None else \
                         (row.deadline is not None and row.satisfied_at is None)
-                    # A repeated event: no second deadline; while still unanswered, a fresh
-                    # challenge (the previous one may have been lost in a broker restart).
-                    issued[idx] = self._batch_challenge(tr, eid, now, challenges) \
-                        if still_due else None
+                    # A repeated event: no second deadline; while still unanswered, the
+                    # challenge again (it may have been lost in a broker restart), below.
+                    if still_due:
+                        repeated.append((idx, tr, eid))
                     duplicate.add(idx)
                     continue
                 try:
@@ -798,6 +808,7 @@ class LifecycleCoordinator:
                     hooks.append(("device.posture_changed", _canonical(change.as_message())))
                 issued[idx] = None if event.kind is EventKind.DECOMMISSION else \
                     self._batch_challenge(tr, eid, now, challenges)
+            self._challenge_again(repo, repeated, issued, challenges, now=now)
             with repo.pipelined():  # one round trip for the batch's writes
                 repo.add_events(new_events)
                 self._write_tracked(repo, tracked, satisfied, now=now)
@@ -813,6 +824,38 @@ class LifecycleCoordinator:
             out[idx] = EventOutcome(items[idx][0], e[0], duplicate=idx in duplicate,
                                     challenge=issued.get(idx), changes=published)
         return [o for o in out if o is not None]
+
+    def _challenge_again(self, repo: BatchRepository,
+                         repeated: Sequence[tuple[int, _Tracked, str]],
+                         issued: dict[int, IssuedChallenge | None],
+                         rows: list[dict[str, Any]], *, now: datetime) -> None:
+        """Answer repeated events that are still due with the device's open challenge: the
+        one issued in this batch, else its newest unconsumed one with at least half of its
+        lifetime left, else a fresh one. A device whose answer is slow to come back (a
+        wave that outlasts its resend interval) repeats its event; answering every repeat
+        with a new nonce had it sign, and the Verifier appraise, once per repeat."""
+        if not repeated:
+            return
+        assert self.appraiser is not None
+        this_batch = {r["device_id"]: r for r in rows}
+        open_ = repo.outstanding_challenges(
+            [tr.device_id for _, tr, _ in repeated if tr.device_id not in this_batch],
+            now=now)
+        for idx, tr, eid in repeated:
+            if tr.inventory in INACTIVE_STATES:
+                issued[idx] = None
+                continue
+            row = this_batch.get(tr.device_id)
+            if row is not None:
+                issued[idx] = IssuedChallenge(tr.device_id, row["id"], row["nonce"],
+                                              row["expires_at"], eid)
+                continue
+            ch = open_.get(tr.device_id)
+            issued[idx] = IssuedChallenge(tr.device_id, ch.challenge_id, ch.nonce,
+                                          ch.expires_at, eid) if ch is not None else \
+                self._batch_challenge(tr, eid, now, rows)
+            if ch is None and rows:
+                this_batch[tr.device_id] = rows[-1]
 
     def _batch_challenge(self, tr: _Tracked, event_id: str, now: datetime,
                          rows: list[dict[str, Any]]) -> IssuedChallenge | None:
