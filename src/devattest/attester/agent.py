@@ -50,10 +50,16 @@ from devattest.transport.mqtt import (
 
 _log = logging.getLogger("devattest.attester.agent")
 
+#: Asks whether the broker has acknowledged a message (MQTT ``PUBACK``).
+Acknowledged = Callable[[], bool]
+
+
 class Link(Protocol):
     """What carries an agent's messages (an MQTT connection, or an in-process bus)."""
 
-    def publish(self, name: str, payload: bytes) -> None: ...
+    def publish(self, name: str, payload: bytes) -> Acknowledged | None:
+        """Send; return a probe of the broker's acknowledgement (None: no such thing)."""
+        ...
 
 
 #: Builds Evidence for a nonce: returns ``(evidence, media_type)``. Signs in the secure
@@ -70,6 +76,9 @@ class _OutEvent:
     sent_at: float = 0.0
     #: Resends so far (each waits twice as long as the previous, with jitter).
     attempts: int = 0
+    acked: Acknowledged | None = None
+    #: False once the message was sent again after a reconnect (see _due).
+    ack_trusted: bool = True
 
 
 @dataclass
@@ -79,19 +88,35 @@ class _OutEvidence:
     seq: int
     sent_at: float = 0.0
     attempts: int = 0
+    acked: Acknowledged | None = None
+    ack_trusted: bool = True
 
 
 #: The longest wait between two resends of one message, in multiples of ``older_than``.
 _MAX_BACKOFF_FACTOR = 32
+#: How much longer a message the broker has acknowledged waits before it is sent again.
+ACKED_RESEND_FACTOR = 10
 
 
 def _due(entry: _OutEvent | _OutEvidence, now: float, older_than: float) -> bool:
     """Exponential backoff with jitter per message: a fleet that lost its Verifier does not
     come back as a synchronised flood of resends (each resend waits ``older_than`` * 2^n,
-    capped, times a random factor in [0.75, 1.25))."""
+    capped, times a random factor in [0.75, 1.25)).
+
+    A message the broker has acknowledged (QoS 1 ``PUBACK``) is the broker's to deliver to
+    the Verifier's persistent session, so its answer is usually only slow (a wave that
+    queues); it is sent again on a reconnect (the broker may have restarted) or after
+    :data:`ACKED_RESEND_FACTOR` times as long, against a broker that dropped it. Resending
+    every queued message after the plain interval fed the queue it waited in: a
+    100,000-device wave whose backlog outlasted the interval resent 365,000 messages.
+    What was sent again after a reconnect keeps the plain interval even once acknowledged:
+    a broker that restarted without its state acknowledges messages that the Verifier,
+    not yet subscribed again, never receives."""
     if older_than <= 0:
         return True
     factor: int = min(2 ** entry.attempts, _MAX_BACKOFF_FACTOR)
+    if entry.ack_trusted and entry.acked is not None and entry.acked():
+        factor *= ACKED_RESEND_FACTOR
     jitter = 0.75 + 0.5 * _rng.random()
     waited: float = now - entry.sent_at
     return waited >= older_than * factor * jitter
@@ -168,9 +193,9 @@ class DeviceAgent:
                 return
             ev.sent_at = time.monotonic()
         if self._link is not None:
-            self._link.publish(topic(self.device_id, "events"),
-                               event_message(ev.kind, event_id=ev.event_id,
-                                             details=ev.details))
+            ev.acked = self._link.publish(topic(self.device_id, "events"),
+                                          event_message(ev.kind, event_id=ev.event_id,
+                                                        details=ev.details))
 
     @property
     def outstanding(self) -> int:
@@ -218,7 +243,7 @@ class DeviceAgent:
             self._evidence_out[challenge_id] = out
             self.stats.evidence_sent += 1
         if self._link is not None:
-            self._link.publish(topic(self.device_id, "evidence"), out.payload)
+            out.acked = self._link.publish(topic(self.device_id, "evidence"), out.payload)
 
     def on_result(self, payload: bytes) -> None:
         """A result (or an error) for one of this device's challenges."""
@@ -265,6 +290,11 @@ class DeviceAgent:
                     ev.attempts += 1
                 for out in evidence:
                     out.attempts += 1
+            else:  # a reconnect: the broker may have lost what it acknowledged before
+                for ev in due_events:
+                    ev.ack_trusted = False
+                for out in evidence:
+                    out.ack_trusted = False
             for e in evidence:
                 e.sent_at = now
             events = [e.event_id for e in due_events]
@@ -273,7 +303,7 @@ class DeviceAgent:
             self._send_event(eid)
         if self._link is not None:
             for e in evidence:
-                self._link.publish(topic(self.device_id, "evidence"), e.payload)
+                e.acked = self._link.publish(topic(self.device_id, "evidence"), e.payload)
         return len(events) + len(evidence)
 
 
@@ -358,12 +388,14 @@ class MqttLink:
         """Wait for the connection."""
         return self._connected.wait(timeout)
 
-    def publish(self, name: str, payload: bytes) -> None:
+    def publish(self, name: str, payload: bytes) -> Acknowledged | None:
         """Publish with QoS 1 (paho queues it while reconnecting; the agents resend what is
-        never confirmed)."""
+        never confirmed). Returns whether the broker has acknowledged it, as a probe."""
         if self._client is None:
-            return
-        self._client.publish(name, payload, qos=1, properties=json_properties(self.settings))
+            return None
+        info = self._client.publish(name, payload, qos=1,
+                                    properties=json_properties(self.settings))
+        return info.is_published
 
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any,
                     _props: Any) -> None:

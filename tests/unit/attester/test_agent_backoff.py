@@ -28,3 +28,67 @@ def test_backoff_is_capped() -> None:
 
 def test_reconnect_resends_everything() -> None:
     assert _due(entry(20), 100.0, 0.0)
+
+
+def test_a_message_the_broker_acknowledged_waits_ten_times_as_long() -> None:
+    acked = entry(0)
+    acked.acked = lambda: True
+    assert not _due(acked, 100.0 + 7.4, 1.0)  # 10 s x [0.75, 1.25)
+    assert _due(acked, 100.0 + 12.5, 1.0)
+    assert _due(acked, 100.0, 0.0)  # a reconnect still sends it again
+    unacked = entry(0)
+    unacked.acked = lambda: False
+    assert _due(unacked, 100.0 + 1.25, 1.0)
+
+
+def test_a_queued_wave_does_not_make_every_device_resend_into_the_queue() -> None:
+    # 1,000 devices whose events and Evidence the broker accepted but the Verifier has not
+    # answered yet (its queue outlasts the resend interval): nothing is sent again at the
+    # interval; only what the broker never acknowledged is. This stopped a resend storm
+    # (365,000 resent messages in a 100,000-device wave).
+    from devattest.attester.agent import DeviceAgent
+
+    class Broker:
+        def __init__(self) -> None:
+            self.sent = 0
+
+        def publish(self, name: str, payload: bytes) -> object:
+            self.sent += 1
+            accepted = not name.startswith("devattest/v1/lost-")
+            return lambda: accepted
+
+    broker = Broker()
+    agents = [DeviceAgent(f"{'lost' if i % 100 == 0 else 'dev'}-{i}",
+                          evidence=lambda n: (b"e", "application/psa-attestation-token"))
+              for i in range(1000)]
+    for a in agents:
+        a.attach(broker)  # type: ignore[arg-type]
+        a.report("firmware_update")
+    assert broker.sent == 1000
+    import time
+
+    for a in agents:  # as if the interval had passed
+        for ev in a._events.values():
+            ev.sent_at = time.monotonic() - 2.0
+    resent = sum(a.resend(older_than=1.0) for a in agents)
+    assert resent == 10  # only the ten the broker never acknowledged
+
+
+def test_after_a_reconnect_an_acknowledgement_no_longer_delays_the_resend() -> None:
+    # A broker that restarted without its state acknowledges what is sent again, but the
+    # Verifier may not be subscribed yet: those resends keep the plain interval.
+    from devattest.attester.agent import DeviceAgent
+
+    class Broker:
+        def publish(self, name: str, payload: bytes) -> object:
+            return lambda: True
+
+    agent = DeviceAgent("dev-1", evidence=lambda n: (b"e", "application/psa-attestation-token"))
+    agent.attach(Broker())  # type: ignore[arg-type]
+    agent.report("boot")
+    import time
+
+    assert agent.resend(older_than=0) == 1  # the reconnect
+    for ev in agent._events.values():
+        ev.sent_at = time.monotonic() - 2.0
+    assert agent.resend(older_than=1.0) == 1
