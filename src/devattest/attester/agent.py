@@ -103,19 +103,24 @@ def _due(entry: _OutEvent | _OutEvidence, now: float, older_than: float) -> bool
     come back as a synchronised flood of resends (each resend waits ``older_than`` * 2^n,
     capped, times a random factor in [0.75, 1.25)).
 
-    A message the broker has acknowledged (QoS 1 ``PUBACK``) is the broker's to deliver to
-    the Verifier's persistent session, so its answer is usually only slow (a wave that
-    queues); it is sent again on a reconnect (the broker may have restarted) or after
-    :data:`ACKED_RESEND_FACTOR` times as long, against a broker that dropped it. Resending
-    every queued message after the plain interval fed the queue it waited in: a
-    100,000-device wave whose backlog outlasted the interval resent 365,000 messages.
-    What was sent again after a reconnect keeps the plain interval even once acknowledged:
-    a broker that restarted without its state acknowledges messages that the Verifier,
-    not yet subscribed again, never receives."""
+    On a link that reports the broker's acknowledgement (QoS 1 ``PUBACK``), while the
+    connection that carried the message lasts: a message not yet acknowledged is in flight
+    and the connection delivers it (a reconnect sends everything again), so the timer does
+    not resend it; one acknowledged is the broker's to deliver to the Verifier's persistent
+    session, so its answer is usually only slow (a wave that queues), and it is sent again
+    after :data:`ACKED_RESEND_FACTOR` times as long, against a broker that dropped it.
+    Resending by the plain interval fed the queues the messages waited in: a 100,000-device
+    wave whose backlog outlasted the interval resent 365,000 messages (and, with the devices'
+    own connections behind on reading their acknowledgements, 190,000 even when
+    acknowledged messages waited longer). What was sent again after a reconnect keeps the
+    plain interval: a broker that restarted without its state acknowledges messages that the
+    Verifier, not yet subscribed again, never receives."""
     if older_than <= 0:
         return True
     factor: int = min(2 ** entry.attempts, _MAX_BACKOFF_FACTOR)
-    if entry.ack_trusted and entry.acked is not None and entry.acked():
+    if entry.ack_trusted and entry.acked is not None:
+        if not entry.acked():
+            return False
         factor *= ACKED_RESEND_FACTOR
     jitter = 0.75 + 0.5 * _rng.random()
     waited: float = now - entry.sent_at
@@ -307,6 +312,17 @@ class DeviceAgent:
         return len(events) + len(evidence)
 
 
+def _published_probe(info: mqtt.MQTTMessageInfo) -> Acknowledged:
+    # paho raises on is_published() for a message it could not queue; such a message is
+    # not in flight, which the caller handles by returning no probe at all.
+    def acked() -> bool:
+        try:
+            return info.is_published()
+        except (RuntimeError, ValueError):
+            return False
+    return acked
+
+
 class MqttLink:
     """An MQTT connection carrying one or many device agents.
 
@@ -395,7 +411,9 @@ class MqttLink:
             return None
         info = self._client.publish(name, payload, qos=1,
                                     properties=json_properties(self.settings))
-        return info.is_published
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            return None  # refused by paho (never queued): resent by the plain interval
+        return _published_probe(info)
 
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any,
                     _props: Any) -> None:

@@ -36,16 +36,17 @@ def test_a_message_the_broker_acknowledged_waits_ten_times_as_long() -> None:
     assert not _due(acked, 100.0 + 7.4, 1.0)  # 10 s x [0.75, 1.25)
     assert _due(acked, 100.0 + 12.5, 1.0)
     assert _due(acked, 100.0, 0.0)  # a reconnect still sends it again
-    unacked = entry(0)
-    unacked.acked = lambda: False
-    assert _due(unacked, 100.0 + 1.25, 1.0)
+    in_flight = entry(0)  # not acknowledged yet: the connection is delivering it
+    in_flight.acked = lambda: False
+    assert not _due(in_flight, 100.0 + 1000.0, 1.0)
+    assert _due(in_flight, 100.0, 0.0)  # a reconnect sends it again
 
 
 def test_a_queued_wave_does_not_make_every_device_resend_into_the_queue() -> None:
-    # 1,000 devices whose events and Evidence the broker accepted but the Verifier has not
-    # answered yet (its queue outlasts the resend interval): nothing is sent again at the
-    # interval; only what the broker never acknowledged is. This stopped a resend storm
-    # (365,000 resent messages in a 100,000-device wave).
+    # 1,000 devices whose events the broker accepted (or, for ten, are still in flight) but
+    # the Verifier has not answered yet (its queue outlasts the resend interval): nothing is
+    # sent again at the interval. This stopped a resend storm (365,000 resent messages in a
+    # 100,000-device wave).
     from devattest.attester.agent import DeviceAgent
 
     class Broker:
@@ -70,8 +71,13 @@ def test_a_queued_wave_does_not_make_every_device_resend_into_the_queue() -> Non
     for a in agents:  # as if the interval had passed
         for ev in a._events.values():
             ev.sent_at = time.monotonic() - 2.0
-    resent = sum(a.resend(older_than=1.0) for a in agents)
-    assert resent == 10  # only the ten the broker never acknowledged
+    # Acknowledged ones wait ten times the interval; those in flight are the connection's.
+    assert sum(a.resend(older_than=1.0) for a in agents) == 0
+    for a in agents:
+        for ev in a._events.values():
+            ev.sent_at = time.monotonic() - 13.0
+    assert sum(a.resend(older_than=1.0) for a in agents) == 990
+    assert sum(a.resend(older_than=0.0) for a in agents) == 1000  # a reconnect: all
 
 
 def test_after_a_reconnect_an_acknowledgement_no_longer_delays_the_resend() -> None:
@@ -92,3 +98,18 @@ def test_after_a_reconnect_an_acknowledgement_no_longer_delays_the_resend() -> N
     for ev in agent._events.values():
         ev.sent_at = time.monotonic() - 2.0
     assert agent.resend(older_than=1.0) == 1
+
+
+def test_the_acknowledgement_probe_of_a_message_paho_could_not_send_yet_never_raises(
+) -> None:
+    import paho.mqtt.client as mqtt
+
+    from devattest.attester.agent import _published_probe
+
+    info = mqtt.MQTTMessageInfo(1)
+    info.rc = mqtt.MQTT_ERR_NO_CONN  # published while disconnected: paho raises on asking
+    probe = _published_probe(info)
+    assert probe() is False
+    info.rc = mqtt.MQTT_ERR_SUCCESS
+    info._set_as_published()
+    assert probe() is True
