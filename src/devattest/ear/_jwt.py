@@ -3,10 +3,8 @@ EdDSA, implemented directly on ``cryptography``."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -31,6 +29,7 @@ from devattest.errors import (
     ResultSignatureInvalid,
 )
 from devattest.model import AttestationResult
+from devattest.model._json import compact_json
 
 #: Largest EAR JWT accepted (an EAR with ``ear_raw_evidence`` of a 64 KiB token fits).
 MAX_JWT_SIZE = 256 * 1024
@@ -202,9 +201,4 @@ def _b64json(value: Any) -> str:
     standard encoder); the standard encoder for what orjson refuses (integers beyond 64
     bits). Claim values went through ``json_safe``, which spells non-finite floats as text
     (orjson would write ``null``; the standard encoder refuses them)."""
-    try:
-        data = orjson.dumps(value)
-    except (orjson.JSONEncodeError, TypeError):
-        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
-    return b64url_encode(data)
+    return b64url_encode(compact_json(value, allow_nan=False))

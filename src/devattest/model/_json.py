@@ -13,10 +13,15 @@ import orjson
 _SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
-def compact_json(value: Any, *, sort_keys: bool = False) -> bytes:
-    """``value`` as compact UTF-8 JSON (keys sorted when asked, as for a canonical form)."""
+def compact_json(value: Any, *, sort_keys: bool = False, allow_nan: bool = True) -> bytes:
+    """``value`` as compact UTF-8 JSON (keys sorted when asked, as for a canonical form).
+
+    Raises:
+        ValueError: ``allow_nan`` is False and the standard encoder met a non-finite float
+            (orjson writes those as ``null``; callers that care convert them first).
+    """
     try:
         return orjson.dumps(value, option=_SORTED if sort_keys else orjson.OPT_NON_STR_KEYS)
     except (orjson.JSONEncodeError, TypeError):
         return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys,
-                          ensure_ascii=False).encode("utf-8")
+                          ensure_ascii=False, allow_nan=allow_nan).encode("utf-8")
