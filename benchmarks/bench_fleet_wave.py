@@ -300,7 +300,8 @@ def main() -> None:
             resent = sum(d.agent.stats.resent for d in devices if d.agent is not None)
             challenges = sum(d.agent.stats.challenges for d in devices if d.agent is not None)
             print(f"challenges received {challenges}, messages resent {resent} "
-                  f"(agents resend after {args.retry:.0f}s, backing off)")
+                  f"(agents resend after {args.retry:.0f}s, backing off); device connections "
+                  f"re-established {sum(link.connects for link in links) - len(links)} times")
             print(f"load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f} "
                   f"(1 min)")
             print("CPU over the wave:")

@@ -415,7 +415,7 @@ class MqttLink:
             return None  # refused by paho (never queued): resent by the plain interval
         return _published_probe(info)
 
-    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any,
+    def _on_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: Any,
                     _props: Any) -> None:
         if getattr(reason, "is_failure", False):
             _log.warning("agent connection refused: %s", reason)
@@ -425,9 +425,16 @@ class MqttLink:
             subs += [(topic(device_id, "challenge"), 1), (topic(device_id, "result"), 1)]
         for i in range(0, len(subs), 500):
             client.subscribe(subs[i:i + 500])
+        reconnect = self.connects > 0
         self.connects += 1
         self._connected.set()
-        # Reconnected: everything unconfirmed goes out again (the Verifier de-duplicates).
+        if reconnect and getattr(flags, "session_present", False) is True:
+            # The broker kept this session: what it acknowledged it still holds, and paho
+            # sends again what was in flight or queued while offline. Sending the whole
+            # outbox again would repeat every waiting device's messages into a queue.
+            return
+        # First connection, or a broker that lost the session (a restart without
+        # persistence): everything unconfirmed goes out again (the Verifier de-duplicates).
         for agent in self._agents.values():
             agent.resend()
 

@@ -64,3 +64,36 @@ def test_a_challenge_whose_signing_failed_can_be_answered_when_it_comes_again() 
         agent.on_challenge(challenge)
     agent.on_challenge(challenge)
     assert len(calls) == 2 and len(link.sent) == 1
+
+
+def test_a_reconnect_to_a_broker_that_kept_the_session_does_not_resend_the_outbox() -> None:
+    # A link that drops and comes back to a broker that kept its session: the broker still
+    # holds what it acknowledged and paho resends what was in flight, so the agents' whole
+    # outbox going out again would only repeat every waiting device's messages. A broker
+    # that lost the session (restarted without persistence) gets everything again.
+    from paho.mqtt.client import ConnectFlags
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from devattest.attester.agent import MqttLink
+    from devattest.transport.mqtt import MqttSettings
+
+    class Client:
+        def subscribe(self, subs: object) -> None:
+            pass
+
+    link = MqttLink(MqttSettings.from_url("mqtt://127.0.0.1:1"), workers=0)
+    sent = _Link()
+    agents = [link.add(DeviceAgent(f"dev-{i}", evidence=lambda n: (b"e", "t")))
+              for i in range(3)]
+    for a in agents:
+        a.attach(sent)  # type: ignore[arg-type]
+        a.report("boot")
+    assert len(sent.sent) == 3
+    ok = ReasonCode(PacketTypes.CONNACK, "Success")
+    link._on_connect(Client(), None, ConnectFlags(session_present=True), ok, None)  # type: ignore[arg-type]
+    assert len(sent.sent) == 6  # the first connection sends the outbox whatever the flag
+    link._on_connect(Client(), None, ConnectFlags(session_present=True), ok, None)  # type: ignore[arg-type]
+    assert len(sent.sent) == 6  # session kept: nothing again
+    link._on_connect(Client(), None, ConnectFlags(session_present=False), ok, None)  # type: ignore[arg-type]
+    assert len(sent.sent) == 9  # session lost: everything again
