@@ -836,26 +836,22 @@ class LifecycleCoordinator:
         with a new nonce had it sign, and the Verifier appraise, once per repeat."""
         if not repeated:
             return
-        assert self.appraiser is not None
-        this_batch = {r["device_id"]: r for r in rows}
-        open_ = repo.outstanding_challenges(
-            [tr.device_id for _, tr, _ in repeated if tr.device_id not in this_batch],
-            now=now)
+        open_ = {r["device_id"]: OpenChallenge(r["id"], r["nonce"], r["expires_at"])
+                 for r in rows}  # issued in this batch
+        open_.update(repo.outstanding_challenges(
+            [tr.device_id for _, tr, _ in repeated if tr.device_id not in open_], now=now))
         for idx, tr, eid in repeated:
-            if tr.inventory in INACTIVE_STATES:
-                issued[idx] = None
-                continue
-            row = this_batch.get(tr.device_id)
-            if row is not None:
-                issued[idx] = IssuedChallenge(tr.device_id, row["id"], row["nonce"],
-                                              row["expires_at"], eid)
-                continue
             ch = open_.get(tr.device_id)
-            issued[idx] = IssuedChallenge(tr.device_id, ch.challenge_id, ch.nonce,
-                                          ch.expires_at, eid) if ch is not None else \
-                self._batch_challenge(tr, eid, now, rows)
-            if ch is None and rows:
-                this_batch[tr.device_id] = rows[-1]
+            if ch is None:
+                fresh = issued[idx] = self._batch_challenge(tr, eid, now, rows)
+                if fresh is not None:
+                    open_[tr.device_id] = OpenChallenge(fresh.challenge_id, fresh.nonce,
+                                                        fresh.expires_at)
+            elif tr.inventory in INACTIVE_STATES:
+                issued[idx] = None  # as _batch_challenge: a suspended device gets none
+            else:
+                issued[idx] = IssuedChallenge(tr.device_id, ch.challenge_id, ch.nonce,
+                                              ch.expires_at, eid)
 
     def _batch_challenge(self, tr: _Tracked, event_id: str, now: datetime,
                          rows: list[dict[str, Any]]) -> IssuedChallenge | None:

@@ -175,6 +175,11 @@ class _Client(mqtt.Client):
     _rbuf: bytes = b""
     _rpos: int = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if _PAHO_LAYOUT and type(getattr(self, "_on_message_filtered", None)) is MQTTMatcher:
+            self._on_message_filtered = _Matcher()  # type: ignore[no-untyped-call]
+
     def _sock_recv(self, bufsize: int) -> bytes:
         if not _PAHO_LAYOUT:  # pragma: no cover - another paho layout
             return super()._sock_recv(bufsize)
@@ -214,11 +219,6 @@ class _Client(mqtt.Client):
                                  "to_process": len(packet), "packet": packet, "info": info})
         self._call_socket_register_write()
         return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if _PAHO_LAYOUT and type(getattr(self, "_on_message_filtered", None)) is MQTTMatcher:
-            self._on_message_filtered = _Matcher()  # type: ignore[no-untyped-call]
 
     def _packet_write(self) -> MQTTErrorCode:
         # paho sends each queued packet with its own system call. Runs of packets whose
@@ -408,7 +408,6 @@ class _SharedTableProperties(Properties):
         for name in [n for n in self.__dict__ if n not in _PRIVATE]:
             delattr(self, name)
 
-
     def getNameFromIdent(self, identifier: int) -> str | None:  # noqa: N802 - paho's name
         # paho walks every property name for each property it decodes.
         return _NAME_OF_IDENT.get(identifier)
@@ -436,17 +435,15 @@ class _SharedNamesReasonCode(ReasonCode):
         name = aName
         if packetType == PacketTypes.DISCONNECT and name == "Success":
             name = "Normal disconnection"
-        value = _SUCCESS_CODES.get(packetType) if name == "Success" else None
-        if value is None:
-            self.set(name)
+        if name == "Success" and packetType in _SUCCESS_TYPES:
+            self.value = 0
         else:
-            self.value = value
+            self.set(name)
 
 
 _REASON_NAMES = ReasonCode.names
 #: The packet types whose "Success" is code 0 (paho's getId, precomputed).
-_SUCCESS_CODES: dict[int, int] = {
-    t: 0 for t in _REASON_NAMES.get(0, {}).get("Success", ())}
+_SUCCESS_TYPES = frozenset(_REASON_NAMES.get(0, {}).get("Success", ()))
 
 
 def _install_shared_table_properties() -> None:
@@ -461,7 +458,7 @@ def _install_shared_table_properties() -> None:
             {"types", "names", "properties"} <= set(vars(_TABLES)) and _NAME_OF_IDENT:
         setattr(_packet, "Properties", _SharedTableProperties)  # noqa: B010
     if getattr(_packet, "ReasonCode", None) is ReasonCode and \
-            getattr(mqtt, "ReasonCode", None) is ReasonCode and _SUCCESS_CODES:
+            getattr(mqtt, "ReasonCode", None) is ReasonCode and _SUCCESS_TYPES:
         setattr(_packet, "ReasonCode", _SharedNamesReasonCode)  # noqa: B010
         setattr(mqtt, "ReasonCode", _SharedNamesReasonCode)  # noqa: B010
 
