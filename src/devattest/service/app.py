@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from importlib import import_module
 from importlib.metadata import version as _dist_version
 from typing import Any
@@ -49,12 +50,14 @@ Evidence is posted raw, with its media type as Content-Type. Errors are
 """
 
 
-def create_app(settings: Settings | None = None, *, registry: SchemeRegistry | None = None
-               ) -> FastAPI:
+def create_app(settings: Settings | None = None, *, registry: SchemeRegistry | None = None,
+               settle: bool = False) -> FastAPI:
     """Build the application (with the built-in evidence schemes unless ``registry``).
 
     Migrations run (``alembic upgrade head``) and background workers start in the lifespan
-    start-up; the engine is disposed at shutdown.
+    start-up; the engine is disposed at shutdown. ``settle`` (a served process, not an app
+    built in a test) also loads the provisioned material and freezes the start-up heap at
+    start-up (:meth:`AppContext.settle`).
 
     Raises:
         ConfigurationError: bad database URL or signing key.
@@ -65,6 +68,8 @@ def create_app(settings: Settings | None = None, *, registry: SchemeRegistry | N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate, ctx.store.engine)
+        if settle:
+            await run_in_threadpool(lambda: ctx.settle(now=datetime.now(UTC)))
         _start_jobs(ctx)
         _log.info("devattest service started", extra={
             "database": ctx.store.dialect, "kid": ctx.signer.kid})
@@ -115,7 +120,7 @@ def create_app_from_env() -> FastAPI:
 
     settings = Settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    return create_app(settings, settle=True)
 
 
 def _start_jobs(ctx: AppContext) -> None:

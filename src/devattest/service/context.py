@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from devattest.errors import ConfigurationError
 from devattest.model import DecodeLimits, VerifyOptions
@@ -46,6 +47,25 @@ class AppContext:
     retention_policy: RetentionPolicy
     webhook_worker: WebhookWorker | None = None
     retention_job: RetentionJob | None = None
+
+    def settle(self, *, now: datetime) -> None:
+        """Ready a long-running Verifier process once it has started: build the provisioned
+        material (Trust Anchors, Reference Values, policies) now rather than on the first
+        Evidence, then move everything start-up allocated out of the garbage collector's
+        reach (:func:`gc.freeze`).
+
+        A fleet's material is hundreds of thousands of long-lived objects; without the
+        freeze every full collection walks them all again (perf: about 7 % of a replica's
+        CPU in a 10,000-device wave, growing with the fleet). Frozen objects are still
+        freed when their last reference goes; only cycles among them are never collected,
+        and start-up makes none that die.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        self.material.get(now=now)
+        gc.collect()
+        gc.freeze()
 
 
 def load_signer(settings: Settings) -> ResultSigner:

@@ -84,7 +84,7 @@ def bridge_command(
 ) -> None:
     """Serve lifecycle events and Evidence from MQTT with the service's configuration
     (DEVATTEST_* environment: database, signing key, ...)."""
-    from datetime import timedelta
+    from datetime import UTC, datetime, timedelta
 
     from devattest.lifecycle import LifecycleRules
     from devattest.service.context import build_context
@@ -107,6 +107,7 @@ def bridge_command(
                                          key_file=key_file)
         if username is not None:
             settings = settings.with_credentials(username, password)
+        ctx.settle(now=datetime.now(UTC))
         bridge = MqttVerifierBridge(coordinator, settings, workers=workers,
                                     client_id=client_id).start()
     except DevattestError as exc:

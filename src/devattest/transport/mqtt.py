@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 import ssl
@@ -132,6 +133,8 @@ _WRITE_SIZE = 256 * 1024
 _PUBACK = int(PacketTypes.PUBACK) << 4
 _PUBLISH = int(PacketTypes.PUBLISH) << 4
 _DISCONNECT = int(PacketTypes.DISCONNECT) << 4
+#: The byte paho writes to its socket pair to wake its network thread out of ``select``.
+_WAKE = getattr(mqtt, "sockpair_data", b"0")
 
 
 def _plain(packet: Mapping[str, Any]) -> bool:
@@ -169,6 +172,9 @@ class _Client(mqtt.Client):
     - A packet queued from the network thread itself (a device answering a challenge in
       its message callback) needs no wake-up byte through paho's socket pair (a system
       call here and one in the loop): the loop checks for pending output before it waits.
+      A packet queued from another thread writes the wake-up byte only when the queue was
+      empty: a Verifier worker publishing a batch's challenges and results, or a gateway
+      reporting many devices' events, wakes the network thread once per run, not per packet.
     """
 
     _rsock: Any = None
@@ -177,6 +183,7 @@ class _Client(mqtt.Client):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._queue_lock = threading.Lock()
         if _PAHO_LAYOUT and type(getattr(self, "_on_message_filtered", None)) is MQTTMatcher:
             self._on_message_filtered = _Matcher()  # type: ignore[no-untyped-call]
 
@@ -213,10 +220,25 @@ class _Client(mqtt.Client):
     def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
                       info: Any = None) -> MQTTErrorCode:
         thread = getattr(self, "_thread", None)
-        if not _PAHO_LAYOUT or thread is None or thread is not threading.current_thread():
+        if not _PAHO_LAYOUT or thread is None:
             return super()._packet_queue(command, packet, mid, qos, info)
-        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
-                                 "to_process": len(packet), "packet": packet, "info": info})
+        entry: Any = {"command": command, "mid": mid, "qos": qos, "pos": 0,
+                      "to_process": len(packet), "packet": packet, "info": info}
+        if thread is threading.current_thread():
+            self._out_packet.append(entry)
+        else:
+            # Another thread (a Verifier worker, an application publishing): the network
+            # thread may be asleep in select and needs a wake-up byte, but only once per run
+            # of packets. Its loop sends everything queued before it sleeps again (it drains
+            # the queue, and selects for writing while anything is left), so a packet
+            # appended behind one still queued goes out with it. The check and the append
+            # are one step between producers; the network thread only takes packets out.
+            with self._queue_lock:
+                self._out_packet.append(entry)
+                wake = len(self._out_packet) == 1
+            if wake and self._sockpairW is not None:
+                with contextlib.suppress(BlockingIOError):  # full of wake-ups already
+                    self._sockpairW.send(_WAKE)
         self._call_socket_register_write()
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
