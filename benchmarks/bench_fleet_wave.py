@@ -8,11 +8,12 @@ and the ratio to the two-core raw P-256 verify limit (2 x the single-core
 ``cryptography`` ECDSA P-256 verify rate measured in the same run).
 
     .venv/bin/python benchmarks/bench_fleet_wave.py [--devices 10000] [--replicas 2]
-        [--workers 4] [--batch 64] [--per-link 500] [--sign-threads 0] [--retry 60]
+        [--workers 4] [--batch 64] [--per-link 500] [--device-procs 2] [--sign-threads 0]
+        [--retry 60]
         [--pg-url postgresql://postgres@127.0.0.1:5432/postgres] [--mqtt mqtt://host:port]
 
 It also prints the load average and the CPU seconds each process group used over the wave
-(from ``/proc``: replicas, this process with the simulated devices, the wave database's
+(from ``/proc``: replicas, the simulated devices' processes, the wave database's
 PostgreSQL backends, PostgreSQL's background processes, Mosquitto, the whole box), per
 device, and each replica's CPU per thread.
 
@@ -21,13 +22,16 @@ and the Evidence among them in one transaction each (``--batch 1``: one message 
 transaction, the path before batching).
 
 Everything runs on this machine: the devices' signing and MQTT clients share the two cores
-with the Verifier replicas, Mosquitto and PostgreSQL.
+with the Verifier replicas, Mosquitto and PostgreSQL. The devices are spread over
+``--device-procs`` forked processes (one Python process uses one core at most; a fleet in
+one process held the wave back whenever the Verifier waited for Evidence).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -37,6 +41,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -134,6 +139,92 @@ def _drop_database(admin_url: str, url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
+class _Shard:
+    """A forked process carrying a slice of the simulated fleet (its own MQTT connections and
+    signing): one Python process holds one core at most, so a fleet in a single process was
+    the wave's bottleneck whenever the Verifier waited for Evidence. Forked after
+    provisioning, it inherits the devices' keys."""
+
+    def __init__(self, devices: list[Any], args: argparse.Namespace, settings: Any) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._go, self._finish = ctx.Event(), ctx.Event()
+        self._proc = ctx.Process(target=_shard_main,
+                                 args=(devices, args, settings, child, self._go,
+                                       self._finish), daemon=True)
+        self._proc.start()
+        self.pid = self._proc.pid
+
+    def wait_ready(self, timeout: float) -> int:
+        if not self._conn.poll(timeout):
+            raise RuntimeError("a device process did not connect")
+        ready = self._conn.recv()
+        self.links = int(ready["links"])
+        return self.links
+
+    def go(self) -> None:
+        self._go.set()
+
+    def report(self) -> dict[str, Any]:
+        return dict(self._conn.recv())
+
+    def close(self) -> None:
+        self._finish.set()
+        self._proc.join(timeout=60)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+
+def _shard_main(devices: list[Any], args: argparse.Namespace, settings: Any, conn: Any,
+                go: Any, finish: Any) -> None:
+    from devattest.attester.agent import DeviceAgent, MqttLink
+    from devattest.transport.simulator import _builder
+
+    links: list[MqttLink] = []
+    for i in range(0, len(devices), args.per_link):
+        link = MqttLink(settings, retry_interval=args.retry, workers=args.sign_threads)
+        for dev in devices[i:i + args.per_link]:
+            dev.agent = link.add(DeviceAgent(dev.device_id, evidence=_builder(dev)))
+        link.start(wait=60)
+        links.append(link)
+    # The simulated fleet (its agents, keys and templates) lives through the wave: kept out
+    # of the collector's full passes, as the replicas' start-up heap is.
+    gc.collect()
+    gc.freeze()
+    conn.send({"links": len(links)})
+    go.wait()
+    for dev in devices:
+        dev.agent.report("firmware_update", firmware_version="1.1")
+    sent_at = time.monotonic()
+    deadline = sent_at + args.timeout
+    missing = sum(not dev.agent.wait_settled(max(0.1, deadline - time.monotonic()))
+                  for dev in devices)
+    done_at = time.monotonic()
+    statuses: dict[str, int] = {}
+    for dev in devices:
+        st = dev.agent.stats.last_status or "none"
+        statuses[st] = statuses.get(st, 0) + 1
+    conn.send({"sent_at": sent_at, "done_at": done_at, "missing": missing,
+               "statuses": statuses,
+               "resent": sum(dev.agent.stats.resent for dev in devices),
+               "challenges": sum(dev.agent.stats.challenges for dev in devices),
+               "reconnects": sum(link.connects for link in links) - len(links)})
+    finish.wait()
+    for link in links:
+        link.stop()
+
+
+def _start_shards(devices: list[Any], args: argparse.Namespace, settings: Any
+                  ) -> list[_Shard]:
+    n = max(1, min(args.device_procs, len(devices)))
+    size = -(-len(devices) // n)
+    shards = [_Shard(devices[i:i + size], args, settings)
+              for i in range(0, len(devices), size)]
+    for shard in shards:
+        shard.wait_ready(120)
+    return shards
+
+
 def replica_main(args: argparse.Namespace) -> None:
     """One Verifier replica (a separate process)."""
     import logging
@@ -189,6 +280,8 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--workers", type=int, default=4, help="threads per replica")
     ap.add_argument("--per-link", type=int, default=500, help="devices per MQTT connection")
+    ap.add_argument("--device-procs", type=int, default=2,
+                    help="processes the simulated devices are spread over (forked)")
     ap.add_argument("--retry", type=float, default=60.0,
                     help="seconds before an agent first resends an unconfirmed message")
     ap.add_argument("--sign-threads", type=int, default=0,
@@ -210,13 +303,11 @@ def main() -> None:
 
     import logging
 
-    from devattest.attester.agent import DeviceAgent, MqttLink
     from devattest.lifecycle import LifecycleRules
     from devattest.lifecycle.scenario import Scenario
     from devattest.transport.broker import EmbeddedMosquitto
     from devattest.transport.mqtt import MqttSettings
     from devattest.transport.simulator import (
-        _builder,
         build_fleet,
         device_state,
         provision,
@@ -235,7 +326,7 @@ def main() -> None:
         broker = EmbeddedMosquitto().start()
         mqtt_url = broker.url
     procs: list[subprocess.Popen[str]] = []
-    links: list[MqttLink] = []
+    shards: list[_Shard] = []
     with tempfile.TemporaryDirectory(prefix="bench-wave-") as tmp:
         data_dir = Path(tmp) / "verifier"
         scenario = Scenario(name="wave", devices=args.devices, adversaries=(), waves=(),
@@ -260,53 +351,38 @@ def main() -> None:
             for p in procs:
                 assert p.stdout is not None
                 assert p.stdout.readline().strip() == "ready"
-            settings = MqttSettings.from_url(mqtt_url)
-            for i in range(0, len(devices), args.per_link):
-                link = MqttLink(settings, retry_interval=args.retry, workers=args.sign_threads)
-                for dev in devices[i:i + args.per_link]:
-                    dev.agent = link.add(DeviceAgent(dev.device_id, evidence=_builder(dev)))
-                link.start(wait=60)
-                links.append(link)
             for dev in devices:
                 dev.firmware_version = "1.1"
                 dev.state = device_state(dev.model, "1.1", scenario)
-            # The simulated fleet (100,000 agents, their keys and templates) lives through the
-            # wave: kept out of the collector's full passes, as the replicas' start-up heap.
-            gc.collect()
-            gc.freeze()
-            print(f"{len(links)} MQTT connections up; starting the wave")
+            shards = _start_shards(devices, args, MqttSettings.from_url(mqtt_url))
+            print(f"{sum(s.links for s in shards)} MQTT connections up in {len(shards)} device "
+                  f"processes; starting the wave")
             backends, background = _postgres_pids(args.pg_url, db)
-            groups = {"replicas": [p.pid for p in procs], "bench (devices)": [os.getpid()],
+            groups = {"replicas": [p.pid for p in procs],
+                      "devices": [s.pid for s in shards] + [os.getpid()],
                       "postgres backends": backends, "postgres background": background}
             if broker is not None and broker._proc is not None:
                 groups["mosquitto"] = [broker._proc.pid]
             meter = CpuMeter(groups)
             load0 = os.getloadavg()
-            t_start = time.perf_counter()
-            for dev in devices:
-                assert dev.agent is not None
-                dev.agent.report("firmware_update", firmware_version="1.1")
-            t_sent = time.perf_counter()
-            deadline = t_start + args.timeout
-            missing = 0
-            for dev in devices:
-                assert dev.agent is not None
-                if not dev.agent.wait_settled(max(0.1, deadline - time.perf_counter())):
-                    missing += 1
-            elapsed = time.perf_counter() - t_start
+            t_start = time.monotonic()
+            for shard in shards:
+                shard.go()
+            reports = [shard.report() for shard in shards]
+            elapsed = max(r["done_at"] for r in reports) - t_start
+            sent = max(r["sent_at"] for r in reports) - t_start
             statuses: dict[str, int] = {}
-            for dev in devices:
-                assert dev.agent is not None
-                s = dev.agent.stats.last_status or "none"
-                statuses[s] = statuses.get(s, 0) + 1
+            for r in reports:
+                for k, v in r["statuses"].items():
+                    statuses[k] = statuses.get(k, 0) + v
+            missing = sum(r["missing"] for r in reports)
             done = len(devices) - missing
             rate = done / elapsed
-            print(f"events published in {t_sent - t_start:.1f}s")
-            resent = sum(d.agent.stats.resent for d in devices if d.agent is not None)
-            challenges = sum(d.agent.stats.challenges for d in devices if d.agent is not None)
-            print(f"challenges received {challenges}, messages resent {resent} "
-                  f"(agents resend after {args.retry:.0f}s, backing off); device connections "
-                  f"re-established {sum(link.connects for link in links) - len(links)} times")
+            print(f"events published in {sent:.1f}s")
+            print(f"challenges received {sum(r['challenges'] for r in reports)}, messages "
+                  f"resent {sum(r['resent'] for r in reports)} (agents resend after "
+                  f"{args.retry:.0f}s, backing off); device connections re-established "
+                  f"{sum(r['reconnects'] for r in reports)} times")
             print(f"load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f} "
                   f"(1 min)")
             print("CPU over the wave:")
@@ -319,8 +395,8 @@ def main() -> None:
                   f"{elapsed:.1f} | "
                   f"{rate:,.0f} | {2 * raw:,.0f} | {rate / (2 * raw):.3f} | {missing} |")
         finally:
-            for link in links:
-                link.stop()
+            for shard in shards:
+                shard.close()
             for p in procs:
                 p.terminate()
                 p.wait(timeout=30)
