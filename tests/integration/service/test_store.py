@@ -280,3 +280,42 @@ def test_a_signed_ear_stays_in_the_row_on_postgresql_not_in_toast(store: Store) 
             "SELECT pg_relation_size(reltoastrelid) FROM pg_class "
             "WHERE relname = 'attestations'")).scalar_one()
         assert toasted == 0
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_batch_statements_planned_on_an_empty_table_do_not_scan_it_once_it_has_grown(
+        store: Store) -> None:
+    # A new deployment's first wave: psycopg prepares each batch statement on its fifth
+    # execution while lifecycle_events is still empty, and PostgreSQL keeps the generic plan
+    # made then (a sequential scan) as the table grows, until an ANALYZE. A 100,000-device
+    # wave read 123 million rows that way. Each batch transaction now plans its statements
+    # for the table as it is.
+    from sqlalchemy import text
+
+    from devattest.store.batch_repo import BatchRepository
+
+    ids = [f"dev-{i:05d}" for i in range(64)]
+    with store.write() as s:
+        s.execute(text("INSERT INTO devices (id, model, owner, status, lifecycle_state, "
+                       "created_at, updated_at) SELECT 'dev-' || lpad(g::text, 5, '0'), "
+                       "'m', 'o', 'unknown', 'provisioned', now(), now() "
+                       "FROM generate_series(0, 19999) g"))
+    for _ in range(16):  # prepared, and the generic plan made, while the table is empty
+        with store.write() as s:
+            repo = BatchRepository(s.connection())
+            assert repo.find_events(["e-1", "e-2"]) == {}
+            assert repo.pending_events(ids[:3]) == {d: [] for d in ids[:3]}
+            repo.satisfy_events([("e-1", None)], now=NOW)
+    with store.write() as s:
+        s.execute(text("INSERT INTO lifecycle_events (event_id, device_id, kind, details, "
+                       "source, at, deadline) SELECT 'e-' || g, "
+                       "'dev-' || lpad((g % 20000)::text, 5, '0'), 'boot', '{}', 'device', "
+                       "now(), now() + interval '1 hour' FROM generate_series(0, 99999) g"))
+    with store.write() as s:
+        repo = BatchRepository(s.connection())
+        assert len(repo.find_events([f"e-{i}" for i in range(64)])) == 64
+        assert sum(map(len, repo.pending_events(ids).values())) == 64 * 5
+        repo.satisfy_events([(f"e-{i}", None) for i in range(64)], now=NOW)
+        scans = s.execute(text("SELECT seq_scan FROM pg_stat_xact_user_tables "
+                               "WHERE relname = 'lifecycle_events'")).scalar_one()
+        assert scans == 0
