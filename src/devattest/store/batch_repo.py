@@ -24,7 +24,10 @@ The statements and the guarantees they carry (the lifecycle coordinator composes
 
 On PostgreSQL every statement is one fixed SQL text whose parameters are arrays
 (``WHERE id = ANY(%s)``, ``INSERT ... SELECT ... FROM unnest(%s, %s, ...)``, ``UPDATE ...
-FROM unnest(...)``, the arrays sent in binary), run on the transaction's psycopg connection:
+FROM unnest(...)``, the arrays sent in binary) or, for the wide rows (history, events,
+lifecycle records), one JSON document (``FROM json_to_recordset(%s::json)``: one orjson call
+instead of psycopg dumping every element of a dozen arrays in Python), run on the
+transaction's psycopg connection:
 one statement per step whatever the batch size (not one execution per row), no SQL
 compiled per batch, and psycopg prepares each statement on the server after a few uses. The
 writes at the end of a batch are pipelined (:meth:`BatchRepository.pipelined`: one round
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import BindParameter, Connection, Table, bindparam, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -187,11 +191,12 @@ ORDER BY device_id, created_at DESC, id"""
 _PG_HISTORY = """
 INSERT INTO attestations (device_id, challenge_id, outcome, status, media_type,
                           evidence_sha256, reasons, ear, ear_expires_at, created_at)
-SELECT t.d, t.c, t.o, t.s, t.m, t.e, t.r::json, t.ear, t.x, t.at
-FROM unnest(%(dids)b::text[], %(cids)b::text[], %(outcomes)b::text[], %(statuses)b::text[],
-            %(mts)b::text[], %(shas)b::text[], %(reasons)b::text[], %(ears)b::text[],
-            %(exps)b::timestamptz[], %(ats)b::timestamptz[])
-     AS t(d, c, o, s, m, e, r, ear, x, at)
+SELECT t.device_id, t.challenge_id, t.outcome, t.status, t.media_type, t.evidence_sha256,
+       t.reasons::json, t.ear, t.ear_expires_at, t.created_at
+FROM json_to_recordset(%(rows)s::json)
+     AS t(device_id text, challenge_id text, outcome text, status text, media_type text,
+          evidence_sha256 text, reasons text, ear text, ear_expires_at timestamptz,
+          created_at timestamptz)
 RETURNING id, challenge_id, evidence_sha256"""
 
 _PG_DEVICE_RESULT = """
@@ -233,25 +238,28 @@ INSERT INTO device_lifecycle (device_id, state, state_reason, firmware_version,
                               latest_status, latest_at, latest_requested_at, latest_reasons,
                               latest_challenge_id, next_deadline, posture, posture_reason,
                               updated_at)
-SELECT t.id, t.st, t.sr, t.fw, t.ls, t.la, t.lr, t.rs::json, t.lc, t.nd, t.po, t.pr, t.up
-FROM unnest(%(ids)b::text[], %(states)b::text[], %(reasons)b::text[], %(fws)b::text[],
-            %(lstatus)b::text[], %(lat)b::timestamptz[], %(lreq)b::timestamptz[],
-            %(lreasons)b::text[], %(lchal)b::text[], %(deadlines)b::timestamptz[],
-            %(postures)b::text[], %(preasons)b::text[], %(updated)b::timestamptz[])
-     AS t(id, st, sr, fw, ls, la, lr, rs, lc, nd, po, pr, up)"""
+SELECT t.device_id, t.state, t.state_reason, t.firmware_version, t.latest_status,
+       t.latest_at, t.latest_requested_at, t.latest_reasons::json, t.latest_challenge_id,
+       t.next_deadline, t.posture, t.posture_reason, t.updated_at
+FROM json_to_recordset(%(rows)s::json)
+     AS t(device_id text, state text, state_reason text, firmware_version text,
+          latest_status text, latest_at timestamptz, latest_requested_at timestamptz,
+          latest_reasons text, latest_challenge_id text, next_deadline timestamptz,
+          posture text, posture_reason text, updated_at timestamptz)"""
 
 _PG_SAVE_LIFECYCLE = """
 UPDATE device_lifecycle AS l
-SET state = t.st, state_reason = t.sr, firmware_version = t.fw, latest_status = t.ls,
-    latest_at = t.la, latest_requested_at = t.lr, latest_reasons = t.rs::json,
-    latest_challenge_id = t.lc, next_deadline = t.nd, posture = t.po, posture_reason = t.pr,
-    updated_at = t.up
-FROM unnest(%(ids)b::text[], %(states)b::text[], %(reasons)b::text[], %(fws)b::text[],
-            %(lstatus)b::text[], %(lat)b::timestamptz[], %(lreq)b::timestamptz[],
-            %(lreasons)b::text[], %(lchal)b::text[], %(deadlines)b::timestamptz[],
-            %(postures)b::text[], %(preasons)b::text[], %(updated)b::timestamptz[])
-     AS t(id, st, sr, fw, ls, la, lr, rs, lc, nd, po, pr, up)
-WHERE l.device_id = t.id"""
+SET state = t.state, state_reason = t.state_reason, firmware_version = t.firmware_version,
+    latest_status = t.latest_status, latest_at = t.latest_at,
+    latest_requested_at = t.latest_requested_at, latest_reasons = t.latest_reasons::json,
+    latest_challenge_id = t.latest_challenge_id, next_deadline = t.next_deadline,
+    posture = t.posture, posture_reason = t.posture_reason, updated_at = t.updated_at
+FROM json_to_recordset(%(rows)s::json)
+     AS t(device_id text, state text, state_reason text, firmware_version text,
+          latest_status text, latest_at timestamptz, latest_requested_at timestamptz,
+          latest_reasons text, latest_challenge_id text, next_deadline timestamptz,
+          posture text, posture_reason text, updated_at timestamptz)
+WHERE l.device_id = t.device_id"""
 
 _PG_PENDING = """
 SELECT device_id, event_id, kind, at, deadline FROM lifecycle_events
@@ -265,10 +273,12 @@ WHERE event_id = ANY(%(ids)b::text[])"""
 _PG_ADD_EVENTS = """
 INSERT INTO lifecycle_events (event_id, device_id, kind, details, source, at, deadline,
                               satisfied_at, satisfied_by_challenge)
-SELECT t.e, t.d, t.k, t.det::json, t.src, t.at, t.dl, NULL, NULL
-FROM unnest(%(eids)b::text[], %(dids)b::text[], %(kinds)b::text[], %(details)b::text[],
-            %(sources)b::text[], %(ats)b::timestamptz[], %(deadlines)b::timestamptz[])
-     WITH ORDINALITY AS t(e, d, k, det, src, at, dl, n)
+SELECT t.event_id, t.device_id, t.kind, t.details::json, t.source, t.at, t.deadline, NULL,
+       NULL
+FROM ROWS FROM (json_to_recordset(%(rows)s::json)
+                AS (event_id text, device_id text, kind text, details text, source text,
+                    at timestamptz, deadline timestamptz))
+     WITH ORDINALITY AS t(event_id, device_id, kind, details, source, at, deadline, n)
 ORDER BY t.n"""
 
 _PG_SATISFY = """
@@ -335,20 +345,20 @@ def _json(value: Any) -> str | None:
     return None if value is None else compact_json(value).decode()
 
 
-def _lifecycle_arrays(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    return {"ids": [r["device_id"] for r in rows],
-            "states": [r["state"] for r in rows],
-            "reasons": [r["state_reason"] for r in rows],
-            "fws": [r["firmware_version"] for r in rows],
-            "lstatus": [r["latest_status"] for r in rows],
-            "lat": [r["latest_at"] for r in rows],
-            "lreq": [r["latest_requested_at"] for r in rows],
-            "lreasons": [_json(r["latest_reasons"] or []) for r in rows],
-            "lchal": [r["latest_challenge_id"] for r in rows],
-            "deadlines": [r["next_deadline"] for r in rows],
-            "postures": [r["posture"] for r in rows],
-            "preasons": [r["posture_reason"] for r in rows],
-            "updated": [r["updated_at"] for r in rows]}
+def _records(rows: Sequence[Mapping[str, Any]], *json_fields: str) -> str:
+    """Rows as one JSON document for ``json_to_recordset`` (``json_fields`` as JSON text).
+
+    One orjson call replaces an array parameter per column, which psycopg dumped element by
+    element in Python (4 µs per 13-column row, against 0.5 here). Naive datetimes are UTC,
+    as everywhere in the store."""
+    if json_fields:
+        rows = [{**r, **{f: _json(r[f]) for f in json_fields}} for r in rows]
+    return orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode()
+
+
+def _lifecycle_records(rows: Sequence[Mapping[str, Any]]) -> str:
+    return _records([{**r, "latest_reasons": r["latest_reasons"] or []} for r in rows],
+                    "latest_reasons")
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,17 +587,8 @@ class BatchRepository:
         if not rows:
             return []
         if self._pg:
-            got = {(c, e): int(i) for i, c, e in self._pg_rows(_PG_HISTORY, {
-                "dids": [r["device_id"] for r in rows],
-                "cids": [r["challenge_id"] for r in rows],
-                "outcomes": [r["outcome"] for r in rows],
-                "statuses": [r["status"] for r in rows],
-                "mts": [r["media_type"] for r in rows],
-                "shas": [r["evidence_sha256"] for r in rows],
-                "reasons": [_json(r["reasons"]) for r in rows],
-                "ears": [r["ear"] for r in rows],
-                "exps": [r["ear_expires_at"] for r in rows],
-                "ats": [r["created_at"] for r in rows]})}
+            got = {(c, e): int(i) for i, c, e in self._pg_rows(
+                _PG_HISTORY, {"rows": _records(rows, "reasons")})}
             if len(got) != len(rows):
                 raise RuntimeError("history rows must be unique per (challenge, Evidence)")
             return [got[(r["challenge_id"], r["evidence_sha256"])] for r in rows]
@@ -680,7 +681,7 @@ class BatchRepository:
         if not rows:
             return
         if self._pg:
-            self._pg_run(_PG_CREATE_RECORDS, _lifecycle_arrays(rows))
+            self._pg_run(_PG_CREATE_RECORDS, {"rows": _lifecycle_records(rows)})
             return
         self._c.execute(insert(_L), list(rows))
 
@@ -720,13 +721,7 @@ class BatchRepository:
         if not rows:
             return
         if self._pg:
-            self._pg_run(_PG_ADD_EVENTS, {"eids": [r["event_id"] for r in rows],
-                                          "dids": [r["device_id"] for r in rows],
-                                          "kinds": [r["kind"] for r in rows],
-                                          "details": [_json(r["details"]) for r in rows],
-                                          "sources": [r["source"] for r in rows],
-                                          "ats": [r["at"] for r in rows],
-                                          "deadlines": [r["deadline"] for r in rows]})
+            self._pg_run(_PG_ADD_EVENTS, {"rows": _records(rows, "details")})
             return
         self._c.execute(insert(_E), [{**r, "satisfied_at": None,
                                       "satisfied_by_challenge": None} for r in rows])
@@ -747,7 +742,7 @@ class BatchRepository:
         if not rows:
             return
         if self._pg:
-            self._pg_run(_PG_SAVE_LIFECYCLE, _lifecycle_arrays(rows))
+            self._pg_run(_PG_SAVE_LIFECYCLE, {"rows": _lifecycle_records(rows)})
             return
         self._c.execute(_SAVE_LIFECYCLE, [
             {"b_id": r["device_id"], **{f"b_{c}": r[c] for c in LIFECYCLE_COLUMNS}}
