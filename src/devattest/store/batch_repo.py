@@ -214,7 +214,7 @@ SELECT id, model, owner, lifecycle_state, status FROM devices
 WHERE id = ANY(%(ids)b::text[]) ORDER BY id FOR UPDATE"""
 
 #: For the rest of the caller's transaction only (see :meth:`BatchRepository._driver`).
-_PG_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+_PG_KEYED_PLANS = "SET LOCAL enable_seqscan = off"
 
 _PG_ACTIVE_WEBHOOKS = "SELECT id FROM webhooks WHERE active ORDER BY id"
 
@@ -399,21 +399,23 @@ class BatchRepository:
         self._raw: Any = None
 
     def _driver(self) -> Any:
-        """The transaction's psycopg connection, planning every statement for the tables as
-        they are now (PostgreSQL only).
+        """The transaction's psycopg connection, with plans that look rows up by key
+        (PostgreSQL only).
 
         psycopg prepares a statement on its fifth execution, and PostgreSQL then keeps one
         generic plan for it. Planned while a table is nearly empty (a new deployment's first
         wave: events, receipts and challenges start empty), that plan scans the table, and
         it stays while the table grows, until an ANALYZE happens to invalidate it: a
         100,000-device wave spent 1.15-1.67 ms of PostgreSQL CPU per device reading 123
-        million ``lifecycle_events`` rows in sequential scans. ``force_custom_plan`` for
-        this transaction plans each execution with the current table sizes (the parse is
-        still cached); one plan per batch statement costs little beside the batch."""
+        million ``lifecycle_events`` rows in sequential scans. Every statement here finds
+        its rows by a key with an index, so for this transaction the planner is told not to
+        scan (``enable_seqscan = off``): the plan it keeps is right at any table size.
+        (``plan_cache_mode = force_custom_plan`` also fixed it, but planning each statement
+        with its 64-element arrays cost 0.14 ms of PostgreSQL CPU per device.)"""
         if self._raw is None:
             self._raw = self._c.connection.driver_connection
             with _store_errors():
-                self._raw.execute(_PG_CUSTOM_PLANS)
+                self._raw.execute(_PG_KEYED_PLANS)
         return self._raw
 
     def _cur(self) -> Any:

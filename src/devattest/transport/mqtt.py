@@ -434,6 +434,33 @@ class _SharedTableProperties(Properties):
         # paho walks every property name for each property it decodes.
         return _NAME_OF_IDENT.get(identifier)
 
+    def unpack(self, buffer: bytes | bytearray) -> tuple[Properties, int]:
+        # Every devattest message carries the same two properties (content type, payload
+        # format), and paho decoded them anew each time, copying the rest of the packet
+        # (the payload) at every step: the largest cost of receiving a message. A property
+        # block already decoded once is applied from a small cache, values and all; blocks
+        # holding anything mutable (user properties) are always decoded.
+        first = buffer[0] if buffer else 0
+        if first < 0x80:  # a one-byte length: every block worth caching
+            raw = bytes(buffer[:first + 1])
+            hit = _DECODED.get(raw)
+            if hit is not None:
+                self.clear()
+                self.__dict__.update(hit)
+                return self, len(raw)
+        out: tuple[Properties, int] = super().unpack(buffer)  # type: ignore[no-untyped-call]
+        if first < 0x80 and len(_DECODED) < _DECODED_MAX:
+            values = {k: v for k, v in self.__dict__.items() if k not in _PRIVATE}
+            if all(type(v) in (str, int, bytes) for v in values.values()):
+                _DECODED[bytes(buffer[:first + 1])] = values
+        return out
+
+
+#: Property blocks decoded before -> their attribute values (immutable ones only).
+_DECODED: dict[bytes, dict[str, Any]] = {}
+#: Distinct blocks cached at most (a peer sending ever-new blocks cannot grow it further).
+_DECODED_MAX = 256
+
 
 #: Property identifier -> name (paho's ``names`` maps name -> identifier, one to one).
 _NAME_OF_IDENT: dict[int, str] = {ident: name for name, ident in _TABLES.names.items()} \

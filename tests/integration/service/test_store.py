@@ -288,8 +288,8 @@ def test_batch_statements_planned_on_an_empty_table_do_not_scan_it_once_it_has_g
     # A new deployment's first wave: psycopg prepares each batch statement on its fifth
     # execution while lifecycle_events is still empty, and PostgreSQL keeps the generic plan
     # made then (a sequential scan) as the table grows, until an ANALYZE. A 100,000-device
-    # wave read 123 million rows that way. Each batch transaction now plans its statements
-    # for the table as it is.
+    # wave read 123 million rows that way. Batch transactions now plan by key (no
+    # sequential scans), whatever the table's size when the plan is made.
     from sqlalchemy import text
 
     from devattest.store.batch_repo import BatchRepository

@@ -63,3 +63,61 @@ def test_properties_decode_like_paho(packet_type: int) -> None:
     ours.unpack(packed)  # type: ignore[no-untyped-call]
     assert ours.json() == theirs.json()  # type: ignore[no-untyped-call]
     assert ours.json()  # type: ignore[no-untyped-call]
+
+
+def _publish_block(**values: object) -> bytes:
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    for name, value in values.items():
+        setattr(props, name, value)
+    return bytes(props.pack())  # type: ignore[no-untyped-call]
+
+
+def _decoded(cls: type[Properties], data: bytes) -> tuple[object, int]:
+    props = cls(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    _, used = props.unpack(data)  # type: ignore[no-untyped-call]
+    return props.json(), used  # type: ignore[no-untyped-call]
+
+
+def test_a_property_block_seen_before_decodes_from_the_cache_exactly_as_paho_decodes_it(
+) -> None:
+    payload = b'{"challenge_id": "c"}' * 40
+    blocks = [_publish_block(ContentType="application/json", PayloadFormatIndicator=1),
+              _publish_block(ContentType="text/plain"),
+              _publish_block(ContentType="application/json", MessageExpiryInterval=30,
+                             CorrelationData=b"\x00\x01"),
+              _publish_block()]
+    for block in blocks * 3:  # the first round fills the cache, the others read it
+        data = block + payload
+        assert _decoded(m._SharedTableProperties, data) == _decoded(Properties, data)
+        assert _decoded(m._SharedTableProperties, data)[1] == len(block)
+    assert all(b in m._DECODED for b in blocks)
+    # A reused object (paho clears it before decoding) keeps nothing of the last block.
+    ours = m._SharedTableProperties(PacketTypes.PUBLISH)
+    ours.unpack(blocks[2] + payload)  # type: ignore[no-untyped-call]
+    ours.unpack(blocks[1] + payload)  # type: ignore[no-untyped-call]
+    assert not hasattr(ours, "CorrelationData") and ours.ContentType == "text/plain"
+
+
+def test_user_properties_and_long_blocks_are_never_cached() -> None:
+    with_users = _publish_block(ContentType="application/json",
+                                UserProperty=[("k", "v"), ("k2", "v2")])
+    long_block = _publish_block(ContentType="x" * 200)
+    for block in (with_users, long_block):
+        for _ in range(2):
+            assert _decoded(m._SharedTableProperties, block) == _decoded(Properties, block)
+        assert block not in m._DECODED
+    # Decoded values are not shared between messages: a caller changing one list
+    # cannot change the next message's properties.
+    a = m._SharedTableProperties(PacketTypes.PUBLISH)
+    a.unpack(with_users)  # type: ignore[no-untyped-call]
+    a.UserProperty.append(("x", "y"))
+    b = m._SharedTableProperties(PacketTypes.PUBLISH)
+    b.unpack(with_users)  # type: ignore[no-untyped-call]
+    assert b.UserProperty == [("k", "v"), ("k2", "v2")]
+
+
+def test_the_cache_of_property_blocks_is_bounded() -> None:
+    for i in range(m._DECODED_MAX + 50):
+        block = _publish_block(ContentType=f"t/{i}")
+        assert _decoded(m._SharedTableProperties, block) == _decoded(Properties, block)
+    assert len(m._DECODED) <= m._DECODED_MAX
