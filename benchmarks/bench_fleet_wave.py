@@ -8,7 +8,7 @@ and the ratio to the two-core raw P-256 verify limit (2 x the single-core
 ``cryptography`` ECDSA P-256 verify rate measured in the same run).
 
     .venv/bin/python benchmarks/bench_fleet_wave.py [--devices 10000] [--replicas 2]
-        [--workers 4] [--batch 64] [--per-link 500] [--device-procs 2] [--sign-threads 0]
+        [--workers 2] [--batch 64] [--per-link 25000] [--device-procs 2] [--sign-threads 0]
         [--retry 60]
         [--pg-url postgresql://postgres@127.0.0.1:5432/postgres] [--mqtt mqtt://host:port]
 
@@ -278,8 +278,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--devices", type=int, default=10_000)
     ap.add_argument("--replicas", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=4, help="threads per replica")
-    ap.add_argument("--per-link", type=int, default=500, help="devices per MQTT connection")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="threads per replica (2: with batches of 64, more threads only "
+                         "contend for the GIL)")
+    ap.add_argument("--per-link", type=int, default=25_000,
+                    help="devices per MQTT connection (a gateway's link)")
     ap.add_argument("--device-procs", type=int, default=2,
                     help="processes the simulated devices are spread over (forked)")
     ap.add_argument("--retry", type=float, default=60.0,
