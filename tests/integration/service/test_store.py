@@ -319,3 +319,37 @@ def test_batch_statements_planned_on_an_empty_table_do_not_scan_it_once_it_has_g
         scans = s.execute(text("SELECT seq_scan FROM pg_stat_xact_user_tables "
                                "WHERE relname = 'lifecycle_events'")).scalar_one()
         assert scans == 0
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_hostile_event_details_and_empty_reasons_survive_the_json_record_set(
+        store: Store) -> None:
+    # Wide batch rows reach PostgreSQL as one JSON document: a device's details with quotes,
+    # NUL-free unicode, nesting and an integer beyond 64 bits (orjson refuses it; the
+    # compact encoder falls back) are stored as sent, and an empty reasons list stays a list.
+    import json
+
+    from sqlalchemy import text
+
+    from devattest.store.batch_repo import BatchRepository
+
+    _device(store, "dev-1")
+    details = {"note": 'a "quoted" \\ value ✓', "nested": {"list": [1, 2.5, None]},
+               "huge": 2**70, "client_event_id": "e"}
+    with store.write() as s:
+        repo = BatchRepository(s.connection())
+        repo.add_events([{"event_id": "ev-1", "device_id": "dev-1", "kind": "boot",
+                          "details": details, "source": "device", "at": NOW,
+                          "deadline": None}])
+        ids = repo.insert_history([{
+            "device_id": "dev-1", "challenge_id": "c-1", "outcome": "appraised",
+            "status": "affirming", "media_type": "application/psa-attestation-token",
+            "evidence_sha256": "0" * 64, "reasons": [], "ear": "e.a.r",
+            "ear_expires_at": None, "created_at": NOW}])
+    with store.read() as s:
+        stored = s.execute(text("SELECT details::text, at FROM lifecycle_events "
+                                "WHERE event_id = 'ev-1'")).one()
+        assert json.loads(stored[0]) == details and stored[1] == NOW
+        reasons = s.execute(text("SELECT reasons::text FROM attestations WHERE id = :i"),
+                            {"i": ids[0]}).scalar_one()
+        assert json.loads(reasons) == []
