@@ -57,6 +57,8 @@ from devattest.store.lifecycle_repo import (
     DeviceLifecycleRecord,
     EvidenceReceipt,
     LifecycleEventRecord,
+    receipt_document,
+    with_ears,
 )
 
 _L: Table = DeviceLifecycleRecord.__table__  # type: ignore[assignment]
@@ -158,6 +160,8 @@ UPDATE evidence_receipts AS r SET state = 'done', result = t.res::json, lease_un
        updated_at = %(now)s
 FROM unnest(%(keys)b::text[], %(results)b::text[]) AS t(k, res)
 WHERE r.key = t.k"""
+
+_PG_EARS = "SELECT id, ear FROM attestations WHERE id = ANY(%(ids)b::bigint[])"
 
 _PG_TARGETS = """
 SELECT c.id, c.created_at, d.id, d.instance_id, d.model, d.owner, d.status,
@@ -471,11 +475,20 @@ class BatchRepository:
             for key, state, lease, result in self._pg_rows(_PG_RECEIPTS,
                                                            {"keys": sorted(keys)}):
                 out[key] = ExistingReceipt(state, _utc(lease), result)
-            return out
-        for chunk in _chunks(sorted(keys)):
-            for row in self._c.execute(_RECEIPTS, {"p_ids": chunk}):
-                out[row.key] = ExistingReceipt(row.state, row.lease_until, row.result)
-        return out
+        else:
+            for chunk in _chunks(sorted(keys)):
+                for row in self._c.execute(_RECEIPTS, {"p_ids": chunk}):
+                    out[row.key] = ExistingReceipt(row.state, row.lease_until, row.result)
+        whole = with_ears([r.result for r in out.values()], self._ears)
+        return {k: ExistingReceipt(r.state, r.lease_until, res)
+                for (k, r), res in zip(out.items(), whole, strict=True)}
+
+    def _ears(self, attestation_ids: list[int]) -> dict[int, str | None]:
+        if self._pg:
+            return dict(self._pg_rows(_PG_EARS, {"ids": attestation_ids}))
+        return {i: e for chunk in _chunks(attestation_ids)
+                for i, e in self._c.execute(select(_A.c.id, _A.c.ear)
+                                            .where(_A.c.id.in_(chunk)))}
 
     def complete_receipts(self, results: Sequence[tuple[str, dict[str, Any]]], *,
                           now: datetime) -> None:
@@ -484,9 +497,10 @@ class BatchRepository:
             return
         if self._pg:
             self._pg_run(_PG_COMPLETE, {"now": now, "keys": [k for k, _ in results],
-                                        "results": [_json(r) for _, r in results]})
+                                        "results": [_json(receipt_document(r))
+                                                    for _, r in results]})
             return
-        self._c.execute(_COMPLETE, [{"b_key": k, "b_result": r, "b_now": now}
+        self._c.execute(_COMPLETE, [{"b_key": k, "b_result": receipt_document(r), "b_now": now}
                                     for k, r in results])
 
     # -- challenges ---------------------------------------------------------------------------

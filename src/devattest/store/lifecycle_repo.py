@@ -10,7 +10,7 @@ import the lifecycle layer (import-linter contract).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from devattest.store.models import Base, BigId, Device
+from devattest.store.models import Attestation, Base, BigId, Device
 
 
 class DeviceLifecycleRecord(Base):
@@ -91,6 +91,30 @@ class EvidenceReceipt(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+def receipt_document(result: dict[str, Any]) -> dict[str, Any]:
+    """What a receipt stores of a result message: all of it but the signed EAR when the
+    message names its history row (``attestation_id``), which holds the same EAR. The EAR
+    (about 2.4 KB) was otherwise stored twice per attestation."""
+    if isinstance(result.get("attestation_id"), int) and "ear" in result:
+        return {k: v for k, v in result.items() if k != "ear"}
+    return result
+
+
+def with_ears(results: Sequence[dict[str, Any] | None],
+              ears: Callable[[list[int]], dict[int, str | None]]) -> list[dict[str, Any] | None]:
+    """Stored receipt results made whole again: the EAR of each one stored without it,
+    read from its history row by ``ears`` (one look-up for all; ``None`` once retention
+    has deleted the row). Results stored whole (before the EAR was left out) pass as
+    they are."""
+    wanted = sorted({r["attestation_id"] for r in results if r is not None and "ear" not in r
+                     and isinstance(r.get("attestation_id"), int)})
+    if not wanted:
+        return list(results)
+    found = ears(wanted)
+    return [r if r is None or "ear" in r or not isinstance(r.get("attestation_id"), int)
+            else {**r, "ear": found.get(r["attestation_id"])} for r in results]
 
 
 def receipt_key(challenge_id: str, evidence: bytes) -> str:
@@ -287,7 +311,7 @@ class LifecycleRepository:
         row = self._s.scalars(select(EvidenceReceipt).where(EvidenceReceipt.key == key)
                               .with_for_update()).one()
         if row.state == "done":
-            return ReceiptClaim(ReceiptState.DONE, row.result)
+            return ReceiptClaim(ReceiptState.DONE, with_ears([row.result], self.ears)[0])
         if row.lease_until is not None and row.lease_until < now:
             row.lease_until = now + lease
             row.updated_at = now
@@ -297,8 +321,14 @@ class LifecycleRepository:
     def complete_receipt(self, *, key: str, result: dict[str, Any], now: datetime) -> None:
         """Store the result that answers this submission and any redelivery of it."""
         self._s.execute(update(EvidenceReceipt).where(EvidenceReceipt.key == key)
-                        .values(state="done", result=result, lease_until=None, updated_at=now)
+                        .values(state="done", result=receipt_document(result),
+                                lease_until=None, updated_at=now)
                         .execution_options(synchronize_session=False))
+
+    def ears(self, attestation_ids: list[int]) -> dict[int, str | None]:
+        """The signed EARs of these history rows (the ones still kept)."""
+        return {i: e for i, e in self._s.execute(
+            select(Attestation.id, Attestation.ear).where(Attestation.id.in_(attestation_ids)))}
 
     def release_receipt(self, key: str) -> None:
         """Forget a claim whose processing failed before anything was consumed."""

@@ -240,3 +240,42 @@ def test_repeated_events_during_a_slow_wave_do_not_multiply_nonces_or_appraisals
     with co.store.read() as s:
         history = AttestationRepository(s).search(HistoryFilter(device_id=dev.device_id))
     assert [h.outcome for h in history] == ["appraised"]
+
+
+def test_a_redelivery_gets_the_same_signed_ear_though_the_receipt_no_longer_stores_it(
+        run: FleetRun) -> None:
+    # Each receipt kept a copy of the 2.4 KB EAR already in the history row. It now keeps
+    # the result without it and the duplicate answer reads the EAR back by attestation id:
+    # on the batch path and the one-at-a-time path, byte for byte the first answer's.
+    import json
+
+    from sqlalchemy import text
+
+    co = run.coordinator
+    chs = _challenges(run)
+    items = []
+    for dev, ch in zip(run.devices, chs, strict=True):
+        ev, mt = _builder(dev)(ch.nonce)
+        items.append(EvidenceItem(dev.device_id, ch.challenge_id, ev, mt))
+    first = co.submit_evidence_batch(items[:2], now=run.clock())
+    single = co.submit_evidence(items[2].device_id, challenge_id=items[2].challenge_id,
+                                evidence=items[2].evidence, media_type=items[2].media_type,
+                                now=run.clock())
+    again = co.submit_evidence_batch(items[:3], now=run.clock())
+    once_more = co.submit_evidence(items[0].device_id, challenge_id=items[0].challenge_id,
+                                   evidence=items[0].evidence, media_type=items[0].media_type,
+                                   now=run.clock())
+    originals = [o.message for o in first] + [single.message]
+    assert all(o.duplicate for o in again) and once_more.duplicate
+    for original, dup in zip(originals, [o.message for o in again], strict=True):
+        assert original is not None and dup is not None
+        assert original["ear"].count(".") == 2 and dup["ear"] == original["ear"]
+        assert dup["attestation_id"] == original["attestation_id"]
+    assert once_more.message is not None and first[0].message is not None
+    assert once_more.message["ear"] == first[0].message["ear"]
+    with co.store.read() as s:
+        stored = [r for (r,) in s.execute(text("SELECT result FROM evidence_receipts"))]
+    assert len(stored) == 3
+    for r in stored:
+        doc = r if isinstance(r, dict) else json.loads(r)
+        assert "ear" not in doc and isinstance(doc["attestation_id"], int)
