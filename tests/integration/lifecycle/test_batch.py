@@ -46,6 +46,15 @@ def _challenges(run: FleetRun, event_id: str = "e1") -> list[IssuedChallenge]:
     return chs
 
 
+def _answers(run: FleetRun, chs: list[IssuedChallenge]) -> list[EvidenceItem]:
+    """Each device's honest Evidence for its challenge."""
+    items = []
+    for dev, ch in zip(run.devices, chs, strict=True):
+        ev, mt = _builder(dev)(ch.nonce)
+        items.append(EvidenceItem(dev.device_id, ch.challenge_id, ev, mt))
+    return items
+
+
 def _history(run: FleetRun, device_id: str) -> list[Any]:
     with run.coordinator.store.read() as s:
         return list(AttestationRepository(s).search(HistoryFilter(device_id=device_id)))
@@ -55,10 +64,7 @@ def test_redelivered_evidence_in_and_across_batches_counts_once_and_consumes_one
         run: FleetRun) -> None:
     co = run.coordinator
     chs = _challenges(run)
-    items = []
-    for dev, ch in zip(run.devices, chs, strict=True):
-        ev, mt = _builder(dev)(ch.nonce)
-        items.append(EvidenceItem(dev.device_id, ch.challenge_id, ev, mt))
+    items = _answers(run, chs)
     first = co.submit_evidence_batch([items[0], items[0], *items[1:]], now=run.clock())
     assert [o.duplicate for o in first] == [False, True, False, False, False]
     assert all(o.message is not None and o.message["status"] == "affirming" for o in first)
@@ -143,10 +149,7 @@ def test_concurrent_batches_with_the_same_evidence_consume_each_nonce_once(
         run: FleetRun) -> None:
     co = run.coordinator
     chs = _challenges(run)
-    items = []
-    for dev, ch in zip(run.devices, chs, strict=True):
-        ev, mt = _builder(dev)(ch.nonce)
-        items.append(EvidenceItem(dev.device_id, ch.challenge_id, ev, mt))
+    items = _answers(run, chs)
     results: list[list[Any]] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(3)
@@ -253,10 +256,7 @@ def test_a_redelivery_gets_the_same_signed_ear_though_the_receipt_no_longer_stor
 
     co = run.coordinator
     chs = _challenges(run)
-    items = []
-    for dev, ch in zip(run.devices, chs, strict=True):
-        ev, mt = _builder(dev)(ch.nonce)
-        items.append(EvidenceItem(dev.device_id, ch.challenge_id, ev, mt))
+    items = _answers(run, chs)
     first = co.submit_evidence_batch(items[:2], now=run.clock())
     single = co.submit_evidence(items[2].device_id, challenge_id=items[2].challenge_id,
                                 evidence=items[2].evidence, media_type=items[2].media_type,
