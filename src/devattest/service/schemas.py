@@ -236,4 +236,6 @@ class RetentionReport(BaseModel):
 
     attestations: int
     challenges: int
+    #: Evidence receipts (MQTT redelivery) whose challenge was gone.
+    receipts: int
     deliveries: int

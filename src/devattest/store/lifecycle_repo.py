@@ -335,10 +335,3 @@ class LifecycleRepository:
         self._s.execute(delete(EvidenceReceipt).where(EvidenceReceipt.key == key,
                                                       EvidenceReceipt.state == "processing")
                         .execution_options(synchronize_session=False))
-
-    def prune_receipts(self, *, before: datetime) -> int:
-        """Delete receipts created before ``before`` (after the nonce TTL a redelivery would
-        be refused as replayed anyway); returns how many."""
-        res = self._s.execute(delete(EvidenceReceipt).where(EvidenceReceipt.created_at < before)
-                              .execution_options(synchronize_session=False))
-        return int(getattr(res, "rowcount", 0) or 0)

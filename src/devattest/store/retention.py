@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from devattest.store.challenges import ChallengeRepository
-from devattest.store.models import Attestation, Device, WebhookDelivery
+from devattest.store.lifecycle_repo import EvidenceReceipt
+from devattest.store.models import Attestation, Challenge, Device, WebhookDelivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class PruneReport:
 
     attestations: int = 0
     challenges: int = 0
+    receipts: int = 0
     deliveries: int = 0
     devices_trimmed: list[str] = field(default_factory=list)
 
@@ -72,6 +74,16 @@ def prune(session: Session, policy: RetentionPolicy, *, now: datetime) -> PruneR
             report.devices_trimmed.append(device_id)
     report.challenges = ChallengeRepository(session).prune(
         expired_before=now - policy.challenge_grace)
+    # An Evidence receipt answers redeliveries for as long as its challenge exists; once the
+    # challenge is gone, a redelivery is refused as an unknown challenge (no history, no
+    # verdict) with or without it. Deleting it earlier would let a late redelivery of honest
+    # Evidence meet a consumed nonce and be recorded as a replay; never deleting it let the
+    # table grow by a row per attestation for ever.
+    report.receipts = _rowcount(session.execute(
+        delete(EvidenceReceipt).where(
+            EvidenceReceipt.created_at < now - policy.challenge_grace,
+            ~exists().where(Challenge.id == EvidenceReceipt.challenge_id))
+        .execution_options(synchronize_session=False)))
     report.deliveries = _rowcount(session.execute(
         delete(WebhookDelivery).where(WebhookDelivery.state != "pending",
                                       WebhookDelivery.created_at < now - policy.delivery_max_age)

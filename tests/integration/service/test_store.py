@@ -353,3 +353,42 @@ def test_hostile_event_details_and_empty_reasons_survive_the_json_record_set(
         reasons = s.execute(text("SELECT reasons::text FROM attestations WHERE id = :i"),
                             {"i": ids[0]}).scalar_one()
         assert json.loads(reasons) == []
+
+
+def test_retention_deletes_an_evidence_receipt_only_once_its_challenge_is_gone(
+        store: Store) -> None:
+    # Receipts were never pruned (a row per attestation, for ever). They may go only with
+    # their challenge: a receipt deleted while its consumed challenge exists would let a
+    # late redelivery of honest Evidence be recorded as a replay; once the challenge is gone
+    # a redelivery is refused as an unknown challenge anyway.
+    from devattest.store import ChallengeRepository, LifecycleRepository
+
+    _device(store, "dev-1")
+    issued = NOW - timedelta(hours=3)
+    with store.write() as s:
+        gone = ChallengeRepository(s).issue(device_id="dev-1", now=issued,
+                                            ttl=timedelta(minutes=5)).id
+        live = ChallengeRepository(s).issue(device_id="dev-1", now=issued,
+                                            ttl=timedelta(hours=6)).id
+    for cid in (gone, live):
+        with store.write() as s:
+            repo = LifecycleRepository(s)
+            repo.claim_receipt(key=f"k-{cid}", challenge_id=cid, device_id="dev-1",
+                               evidence_sha256="0" * 64, now=issued + timedelta(minutes=1),
+                               lease=timedelta(seconds=30))
+            repo.complete_receipt(key=f"k-{cid}", result={"status": "affirming"},
+                                  now=issued + timedelta(minutes=1))
+    with store.write() as s:
+        report = prune(s, RetentionPolicy(max_age=None, max_rows_per_device=None), now=NOW)
+    assert (report.challenges, report.receipts) == (1, 1)
+    with store.write() as s:  # the live challenge's receipt still answers its redelivery
+        claim = LifecycleRepository(s).claim_receipt(
+            key=f"k-{live}", challenge_id=live, device_id="dev-1", evidence_sha256="0" * 64,
+            now=NOW, lease=timedelta(seconds=30))
+        assert claim.result == {"status": "affirming"}
+    with store.write() as s:  # a receipt younger than the grace period stays either way
+        LifecycleRepository(s).claim_receipt(
+            key="k-new", challenge_id=gone, device_id="dev-1", evidence_sha256="1" * 64,
+            now=NOW, lease=timedelta(seconds=30))
+        assert prune(s, RetentionPolicy(max_age=None, max_rows_per_device=None),
+                     now=NOW).receipts == 0

@@ -15,8 +15,9 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 @router.post("/retention", responses=errors(403))
 async def retention(ctx: Ctx, caller: Caller, now: Now) -> RetentionReport:
-    """Prune history, challenges and deliveries per the configured retention policy."""
+    """Prune history, challenges, Evidence receipts and deliveries per the configured
+    retention policy."""
     caller.require()
     report = await run_in_threadpool(run_retention, ctx.store, ctx.retention_policy, now=now)
     return RetentionReport(attestations=report.attestations, challenges=report.challenges,
-                           deliveries=report.deliveries)
+                           receipts=report.receipts, deliveries=report.deliveries)

@@ -38,6 +38,7 @@ class RetentionJob(BackgroundThread):
                 report = run_retention(self._store, self._policy, now=datetime.now(UTC))
                 _log.info("retention", extra={"attestations": report.attestations,
                                               "challenges": report.challenges,
+                                              "receipts": report.receipts,
                                               "deliveries": report.deliveries})
             except StoreError:
                 _log.exception("retention failed")
