@@ -93,6 +93,12 @@ class EvidenceReceipt(Base):
     updated_at: Mapped[datetime]
 
 
+def _ear_left_out(result: dict[str, Any] | None) -> bool:
+    """Whether a stored receipt result names its history row and lacks the EAR."""
+    return result is not None and "ear" not in result and \
+        isinstance(result.get("attestation_id"), int)
+
+
 def receipt_document(result: dict[str, Any]) -> dict[str, Any]:
     """What a receipt stores of a result message: all of it but the signed EAR when the
     message names its history row (``attestation_id``), which holds the same EAR. The EAR
@@ -108,13 +114,12 @@ def with_ears(results: Sequence[dict[str, Any] | None],
     read from its history row by ``ears`` (one look-up for all; ``None`` once retention
     has deleted the row). Results stored whole (before the EAR was left out) pass as
     they are."""
-    wanted = sorted({r["attestation_id"] for r in results if r is not None and "ear" not in r
-                     and isinstance(r.get("attestation_id"), int)})
+    wanted = sorted({r["attestation_id"] for r in results if r is not None and _ear_left_out(r)})
     if not wanted:
         return list(results)
     found = ears(wanted)
-    return [r if r is None or "ear" in r or not isinstance(r.get("attestation_id"), int)
-            else {**r, "ear": found.get(r["attestation_id"])} for r in results]
+    return [{**r, "ear": found.get(r["attestation_id"])} if r is not None and _ear_left_out(r)
+            else r for r in results]
 
 
 def receipt_key(challenge_id: str, evidence: bytes) -> str:

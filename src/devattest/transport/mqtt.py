@@ -441,18 +441,19 @@ class _SharedTableProperties(Properties):
         # block already decoded once is applied from a small cache, values and all; blocks
         # holding anything mutable (user properties) are always decoded.
         first = buffer[0] if buffer else 0
-        if first < 0x80:  # a one-byte length: every block worth caching
-            raw = bytes(buffer[:first + 1])
+        # A one-byte length: every block worth caching.
+        raw = bytes(buffer[:first + 1]) if first < 0x80 else None
+        if raw is not None:
             hit = _DECODED.get(raw)
             if hit is not None:
                 self.clear()
                 self.__dict__.update(hit)
                 return self, len(raw)
         out: tuple[Properties, int] = super().unpack(buffer)  # type: ignore[no-untyped-call]
-        if first < 0x80 and len(_DECODED) < _DECODED_MAX:
+        if raw is not None and len(_DECODED) < _DECODED_MAX:
             values = {k: v for k, v in self.__dict__.items() if k not in _PRIVATE}
             if all(type(v) in (str, int, bytes) for v in values.values()):
-                _DECODED[bytes(buffer[:first + 1])] = values
+                _DECODED[raw] = values
         return out
 
 
