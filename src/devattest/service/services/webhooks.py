@@ -17,7 +17,10 @@ Verifier, inside the operator's network, sends the request. So a webhook may onl
 globally routable addresses, unless the operator lists a network in
 ``webhook_allowed_networks``: loopback, private, link-local (cloud metadata at
 169.254.169.254), shared, reserved and multicast addresses are refused when the webhook is
-created and again at every delivery, after resolving the name, and the request then goes to
+created and again at every delivery, after resolving the name. An IPv6 address that carries an
+IPv4 address (IPv4-mapped or -compatible, NAT64 ``64:ff9b::/96``, 6to4, Teredo) is refused
+when the IPv4 address is, and the NAT64 local-use prefix ``64:ff9b:1::/48`` always is (unless
+allowed). The request then goes to
 the address that was checked (the name is kept for ``Host`` and TLS), so a DNS answer that
 changes between the check and the connection (rebinding) cannot redirect it. Redirects are
 never followed.
@@ -85,12 +88,49 @@ def parse_networks(values: Sequence[str]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(v, strict=False) for v in values)
 
 
-def _permitted(ip: IPAddress, allowed: Sequence[IPNetwork]) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+#: NAT64 well-known prefix (RFC 6052 section 2.1): the IPv4 address is the last 32 bits.
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+#: NAT64 local-use prefix (RFC 8215): a network's own translator, never a global target.
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+#: IPv4-compatible IPv6 addresses (RFC 4291 section 2.5.5.1, deprecated): ``::a.b.c.d``.
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, which a translator or tunnel may deliver
+    to: IPv4-mapped (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``), NAT64
+    (``64:ff9b::a.b.c.d``, RFC 6052), 6to4 (``2002:AABB:CCDD::``, RFC 3056) and Teredo
+    (``2001::/32``, RFC 4380: the server and the client address)."""
+    found: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip in _NAT64_WELL_KNOWN or ip in _IPV4_COMPATIBLE:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    return found
+
+
+def _allowed_address(ip: IPAddress, allowed: Sequence[IPNetwork]) -> bool:
     if any(ip in net for net in allowed):
         return True
     return ip.is_global and not ip.is_multicast
+
+
+def _permitted(ip: IPAddress, allowed: Sequence[IPNetwork]) -> bool:
+    """Whether a webhook may target ``ip``: the address and every IPv4 address embedded in
+    it (an IPv6 form of 127.0.0.1 or 169.254.169.254 reaches the same host through a
+    translator or tunnel) must be globally routable or in an allowed network."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _allowed_address(ip, allowed)
+    if ip.ipv4_mapped is not None:  # an IPv4 address written as IPv6: checked as IPv4
+        return _allowed_address(ip.ipv4_mapped, allowed)
+    if ip in _NAT64_LOCAL_USE and not any(ip in net for net in allowed):
+        return False
+    return _allowed_address(ip, allowed) and \
+        all(_allowed_address(v4, allowed) for v4 in embedded_ipv4(ip))
 
 
 def resolve_destination(url: str, allowed: Sequence[IPNetwork]) -> tuple[SplitResult, str]:
