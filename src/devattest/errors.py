@@ -532,6 +532,27 @@ class TransportError(DevattestError):
     code = "transport_error"
 
 
+# Issue 13 (defects 1 and 5): a hostile message refused alone, never a stopped worker.
+class MalformedMessage(TransportError):
+    """A transport message (MQTT) is not acceptable: too large, not UTF-8 JSON, nested too
+    deeply, not a JSON object, or a field of the wrong type or holding control characters.
+    Only that message is refused (and dead-lettered); it never stops a worker.
+
+    ``reason`` is a stable sub-code from a small fixed set (``too_large``, ``not_json``,
+    ``not_utf8``, ``too_deep``, ``not_object``, ``bad_field``, ``control_character``,
+    ``bad_topic``, ``unexpected``); metrics are labelled with it.
+    """
+
+    code = "malformed_message"
+
+    def __init__(self, message: str = "", *, reason: str = "", step: str | None = None) -> None:
+        super().__init__(message, step=step)
+        self.reason = reason or "bad_field"
+
+    def diagnostics(self) -> str:
+        return f"{self.code}/{self.reason}: {self.message}"
+
+
 class SecureElementError(DevattestError):
     """The secure element (TPM, PKCS#11 token) failed or refused an operation."""
 

@@ -30,6 +30,7 @@ from devattest.lifecycle.model import (
     OperatorAction,
     ResultSummary,
 )
+from devattest.model.text import has_control_characters
 
 #: At most this many pending attestations are kept per device; a device that floods events
 #: cannot grow its record without bound (the oldest due, which decides "overdue", is kept).
@@ -152,11 +153,14 @@ def parse_event(message: Mapping[str, Any], *, device_id: str, event_id: str,
         raise MalformedLifecycleEvent(f"details must be an object of at most {MAX_DETAILS} keys")
     clean: dict[str, Any] = {}
     for k, v in details.items():
-        if not isinstance(k, str) or len(k) > 64:
-            raise MalformedLifecycleEvent("detail keys must be short strings")
+        if not isinstance(k, str) or len(k) > 64 or has_control_characters(k):
+            raise MalformedLifecycleEvent("detail keys must be short strings without "
+                                          "control characters")
         if isinstance(v, str):
             if len(v) > MAX_FIELD_LEN:
                 raise MalformedLifecycleEvent(f"detail {k!r} is too long")
+            if has_control_characters(v):
+                raise MalformedLifecycleEvent(f"detail {k!r} holds a control character")
         elif not isinstance(v, (int, float, bool)) and v is not None:
             raise MalformedLifecycleEvent(f"detail {k!r} must be a scalar")
         clean[k] = v

@@ -40,6 +40,14 @@ class Metrics:
         self.webhooks = Counter("devattest_webhook_deliveries_total",
                                 "Webhook delivery attempts", ["result"],
                                 registry=self.registry)
+        # MQTT bridge (issue 13): refused messages by reason, and workers restarted.
+        self.mqtt_dead_letters = Counter(
+            "devattest_mqtt_dead_letters_total",
+            "MQTT messages refused, acknowledged and dead-lettered", ["reason"],
+            registry=self.registry)
+        self.mqtt_worker_restarts = Counter(
+            "devattest_mqtt_worker_restarts_total",
+            "MQTT bridge worker threads found dead and restarted", registry=self.registry)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

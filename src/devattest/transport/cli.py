@@ -109,7 +109,7 @@ def bridge_command(
             settings = settings.with_credentials(username, password)
         ctx.settle(now=datetime.now(UTC))
         bridge = MqttVerifierBridge(coordinator, settings, workers=workers,
-                                    client_id=client_id).start()
+                                    client_id=client_id, metrics=ctx.metrics).start()
     except DevattestError as exc:
         raise _fail(exc) from None
     console.print(f"verifier bridge on {settings.url} (client {bridge.client_id}); Ctrl-C stops")

@@ -54,6 +54,7 @@ from devattest.lifecycle import (
     record_result,
 )
 from devattest.model._json import compact_json
+from devattest.model.text import has_control_characters
 from devattest.service.auth import Principal
 from devattest.service.problems import ApiError, Conflict, NotFound
 from devattest.service.services.appraiser import Appraisal, BatchAppraiser
@@ -183,6 +184,12 @@ def quarantine_when_untrusted(change: PostureChange) -> str | None:
             LifecycleState.QUARANTINED and change.posture.codes:
         return change.posture.reason
     return None
+
+
+def _valid_event_id(value: Any) -> bool:
+    """A device's ``event_id``: 1-100 characters, no control character (issue 13)."""
+    return isinstance(value, str) and 0 < len(value) <= 100 and \
+        not has_control_characters(value)
 
 
 def event_key(device_id: str, client_event_id: str) -> str:
@@ -373,9 +380,9 @@ class LifecycleCoordinator:
             StoreError: the database failed.
         """
         client_id = message.get("event_id") if isinstance(message, Mapping) else None
-        if client_id is not None and (not isinstance(client_id, str) or
-                                      not 0 < len(client_id) <= 100):
-            raise MalformedLifecycleEvent("event_id must be a string of 1-100 characters")
+        if client_id is not None and not _valid_event_id(client_id):
+            raise MalformedLifecycleEvent("event_id must be a string of 1-100 characters "
+                                          "without control characters")
         if client_id is None:
             client_id = f"{source}-{now.timestamp():.6f}-{id(message)}"
         eid = event_key(device_id, client_id)
@@ -744,10 +751,9 @@ class LifecycleCoordinator:
         eids: list[tuple[str, str] | None] = []
         for idx, (device_id, message) in enumerate(items):
             client_id = message.get("event_id") if isinstance(message, Mapping) else None
-            if client_id is not None and (not isinstance(client_id, str) or
-                                          not 0 < len(client_id) <= 100):
+            if client_id is not None and not _valid_event_id(client_id):
                 out[idx] = MalformedLifecycleEvent("event_id must be a string of 1-100 "
-                                                   "characters")
+                                                   "characters without control characters")
                 eids.append(None)
                 continue
             if client_id is None:

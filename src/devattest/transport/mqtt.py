@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import json
 import re
 import ssl
 import threading
@@ -31,6 +30,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.matcher import MQTTMatcher
@@ -38,13 +38,17 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devattest.errors import ConfigurationError, TransportError
+from devattest.errors import ConfigurationError, MalformedMessage, TransportError
 from devattest.model._json import compact_json
+from devattest.model.text import has_control_characters
 
 PREFIX = "devattest/v1"
 KINDS = ("events", "challenge", "evidence", "result", "status")
 #: Largest accepted payload of any devattest message (Evidence is base64 in JSON).
 MAX_PAYLOAD = 256 * 1024
+#: Where the Verifier publishes the messages it refused (``docs/mqtt.md``): operators
+#: subscribe to it; devices never see it.
+DEAD_LETTER_TOPIC = f"{PREFIX}/dead-letters"
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 
 
@@ -584,18 +588,43 @@ def dumps(obj: Mapping[str, Any]) -> bytes:
 def loads(payload: bytes) -> dict[str, Any]:
     """A JSON object from an untrusted payload.
 
+    Parsed by orjson, which bounds nesting (1,024 levels: deeper input is an error, never a
+    ``RecursionError``), accepts only UTF-8 without lone surrogates, refuses ``NaN`` and
+    ``Infinity`` and reads integers beyond 64 bits as floats (no unbounded integer reaches
+    the service). Every failure is a :class:`MalformedMessage` with its ``reason``.
+
     Raises:
-        TransportError: too large, not JSON, or not an object.
+        MalformedMessage: too large, not UTF-8 JSON, nested too deeply, or not an object.
     """
     if len(payload) > MAX_PAYLOAD:
-        raise TransportError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+        raise MalformedMessage(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}",
+                               reason="too_large")
     try:
-        obj = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise TransportError("payload is not JSON") from None
-    if not isinstance(obj, dict):
-        raise TransportError("payload is not a JSON object")
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        text = str(exc)
+        reason = "too_deep" if "depth" in text else \
+            "not_utf8" if "UTF-8" in text or "surrogate" in text else "not_json"
+        raise MalformedMessage(f"payload is not JSON ({text[:120]})", reason=reason) from None
+    except TypeError:  # not bytes-like (a programming error upstream, refused all the same)
+        raise MalformedMessage("payload is not bytes", reason="not_json") from None
+    if type(obj) is not dict:
+        raise MalformedMessage("payload is not a JSON object", reason="not_object")
     return obj
+
+
+def _short_text(value: Any, *, what: str, limit: int) -> str:
+    """A non-empty string of at most ``limit`` characters without control characters.
+
+    Raises:
+        MalformedMessage: it is not.
+    """
+    if type(value) is not str or not 0 < len(value) <= limit:
+        raise MalformedMessage(f"{what} must be a string of 1-{limit} characters",
+                               reason="bad_field")
+    if has_control_characters(value):
+        raise MalformedMessage(f"{what} holds a control character", reason="control_character")
+    return value
 
 
 def b64e(data: bytes) -> str:
@@ -607,15 +636,15 @@ def b64d(text: Any, *, what: str) -> bytes:
     """Bytes from (standard or URL-safe) base64 text.
 
     Raises:
-        TransportError: not base64 text.
+        MalformedMessage: not base64 text (a :class:`TransportError`).
     """
     if not isinstance(text, str):
-        raise TransportError(f"{what} must be base64 text")
+        raise MalformedMessage(f"{what} must be base64 text", reason="bad_field")
     try:
         return base64.b64decode(text.replace("-", "+").replace("_", "/")
                                 + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise TransportError(f"{what} is not base64") from None
+        raise MalformedMessage(f"{what} is not base64", reason="bad_field") from None
 
 
 def challenge_message(challenge_id: str, nonce: bytes, expires_at: datetime,
@@ -638,15 +667,38 @@ def parse_evidence_message(payload: bytes) -> tuple[str, bytes, str]:
     """``(challenge_id, evidence, media_type)`` from an untrusted ``.../evidence`` payload.
 
     Raises:
-        TransportError: malformed.
+        MalformedMessage: malformed (a :class:`TransportError`).
     """
     msg = loads(payload)
-    cid, mt = msg.get("challenge_id"), msg.get("media_type")
-    if not isinstance(cid, str) or not 0 < len(cid) <= 64:
-        raise TransportError("challenge_id must be a short string")
-    if not isinstance(mt, str) or not 0 < len(mt) <= 200:
-        raise TransportError("media_type must be a short string")
+    cid = _short_text(msg.get("challenge_id"), what="challenge_id", limit=64)
+    mt = _short_text(msg.get("media_type"), what="media_type", limit=200)
     return cid, b64d(msg.get("evidence"), what="evidence"), mt
+
+
+def parse_event_message(payload: bytes) -> dict[str, Any]:
+    """The message of an untrusted ``.../events`` payload, its fields' types checked:
+    ``event_id`` (optional) and ``kind`` short strings, ``details`` an object, and no
+    control character in any of them, nor in a detail's key or string value. The rules of
+    the event itself (known kind, how many details, how long) are the lifecycle's.
+
+    Raises:
+        MalformedMessage: malformed (a :class:`TransportError`).
+    """
+    msg = loads(payload)
+    event_id = msg.get("event_id")
+    if event_id is not None:
+        _short_text(event_id, what="event_id", limit=100)
+    _short_text(msg.get("kind"), what="kind", limit=64)
+    details = msg.get("details")
+    if details is not None:
+        if type(details) is not dict:
+            raise MalformedMessage("details must be an object", reason="bad_field")
+        for key, value in details.items():
+            if has_control_characters(key) or \
+                    (type(value) is str and has_control_characters(value)):
+                raise MalformedMessage("a detail holds a control character",
+                                       reason="control_character")
+    return msg
 
 
 def event_message(kind: str, *, event_id: str, details: Mapping[str, Any] | None = None

@@ -15,14 +15,26 @@ decides everything.
   them unacknowledged (redelivered).
 * A sweeper re-assesses devices whose attestation deadline passed and publishes them as
   overdue.
+* No message can stop a worker (issue 13, defect 1). A message that cannot be parsed
+  (too large, not UTF-8 JSON, nested too deeply, not an object, a field of the wrong type
+  or holding control characters, a topic that is not a device's) is refused alone: it is
+  acknowledged, never redelivered, and dead-lettered with its reason (published on
+  ``devattest/v1/dead-letters``, kept in :attr:`MqttVerifierBridge.dead_letters` and
+  counted in ``devattest_mqtt_dead_letters_total{reason}``). An unexpected error while
+  processing a message dead-letters that message (reason ``unexpected``). A worker thread
+  that dies anyway is restarted by a watchdog and counted in
+  ``devattest_mqtt_worker_restarts_total``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import queue
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +42,14 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from devattest.errors import DevattestError, StoreError, TransportError
+from devattest.errors import (
+    DevattestError,
+    MalformedLifecycleEvent,
+    MalformedMessage,
+    StoreError,
+    TransportError,
+)
+from devattest.service.metrics import Metrics
 from devattest.transport.coordinator import (
     EvidenceItem,
     IssuedChallenge,
@@ -38,13 +57,14 @@ from devattest.transport.coordinator import (
     PostureChange,
 )
 from devattest.transport.mqtt import (
+    DEAD_LETTER_TOPIC,
     MqttSettings,
     challenge_message,
     connect_async,
     dumps,
     json_properties,
-    loads,
     make_client,
+    parse_event_message,
     parse_evidence_message,
     parse_topic,
     subscription,
@@ -62,6 +82,30 @@ class _Local:
     qos: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the bridge refused: acknowledged, never processed, never redelivered."""
+
+    topic: str
+    #: :attr:`MalformedMessage.reason` (or the error's code): a small fixed set.
+    reason: str
+    #: The error's diagnostics (bounded).
+    message: str
+    size: int
+    sha256: str
+    at: datetime
+
+    def as_message(self, payload: bytes) -> dict[str, Any]:
+        """The ``devattest/v1/dead-letters`` payload (with the first 256 bytes, base64)."""
+        return {"topic": self.topic, "reason": self.reason, "message": self.message,
+                "size": self.size, "sha256": self.sha256, "at": self.at.isoformat(),
+                "payload_head": base64.b64encode(payload[:256]).decode()}
+
+
+#: Dead letters kept in memory (the newest; the topic and the metric have them all).
+DEAD_LETTERS_KEPT = 1000
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -77,14 +121,26 @@ class MqttVerifierBridge:
         sweep_interval: seconds between overdue sweeps (0: no sweeper).
         client_id: the MQTT client id (stable per replica, so its session survives).
         batch_size: most messages a worker processes in one batch.
+        metrics: where dead letters and worker restarts are counted (the service's
+            metrics; a registry of its own by default).
+        watchdog_interval: seconds between checks that every worker thread is alive.
     """
 
     def __init__(self, coordinator: LifecycleCoordinator, settings: MqttSettings, *,
                  workers: int = 4, clock: Callable[[], datetime] = _utcnow,
                  sweep_interval: float = 1.0, client_id: str | None = None,
                  publisher: Callable[[str, bytes, bool], None] | None = None,
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 64, metrics: Metrics | None = None,
+                 watchdog_interval: float = 1.0) -> None:
         self.coordinator = coordinator
+        self.metrics = metrics if metrics is not None else Metrics()
+        #: The newest refused messages (see :class:`DeadLetter`).
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTERS_KEPT)
+        #: Worker threads the watchdog found dead and replaced.
+        self.worker_restarts = 0
+        self._watchdog_interval = watchdog_interval
+        self._threads_lock = threading.Lock()
+        self._settled = threading.local()
         self.batch_size = max(1, batch_size)
         self.settings = settings
         self.clock = clock
@@ -96,8 +152,7 @@ class MqttVerifierBridge:
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
         self._work: queue.Queue[mqtt.MQTTMessage | _Local | None] = queue.Queue()
-        self._threads = [threading.Thread(target=self._worker, name=f"mqtt-worker-{i}",
-                                          daemon=True) for i in range(workers)]
+        self._threads = [self._new_worker(i) for i in range(workers)]
         self._sweep_interval = sweep_interval
         self._stop = threading.Event()
         self._connected = threading.Event()
@@ -118,6 +173,8 @@ class MqttVerifierBridge:
             t.start()
         if self._sweep_interval > 0:
             threading.Thread(target=self._sweeper, name="mqtt-sweeper", daemon=True).start()
+        if self._watchdog_interval > 0:
+            threading.Thread(target=self._watchdog, name="mqtt-watchdog", daemon=True).start()
         if self._publisher is not None:
             self._connected.set()
             return self
@@ -129,12 +186,14 @@ class MqttVerifierBridge:
     def stop(self) -> None:
         """Disconnect and stop the workers."""
         self._stop.set()
-        for _ in self._threads:
+        with self._threads_lock:
+            threads = list(self._threads)
+        for _ in threads:
             self._work.put(None)
         if self._publisher is None:
             self._client.disconnect()
             self._client.loop_stop()
-        for t in self._threads:
+        for t in threads:
             t.join(timeout=5)
 
     @property
@@ -163,6 +222,23 @@ class MqttVerifierBridge:
         self._work.put(msg)
 
     # -- processing --------------------------------------------------------------------------
+    def _new_worker(self, index: int) -> threading.Thread:
+        return threading.Thread(target=self._worker, name=f"mqtt-worker-{index}", daemon=True)
+
+    def _watchdog(self) -> None:
+        """Replace worker threads that died (every message is guarded, so only an error
+        that is not an :class:`Exception` ends one) and count them."""
+        while not self._stop.wait(self._watchdog_interval):
+            with self._threads_lock:
+                for i, t in enumerate(self._threads):
+                    if t.is_alive() or self._stop.is_set():
+                        continue
+                    _log.error("MQTT worker %s died; restarting it", t.name)
+                    self._threads[i] = self._new_worker(i)
+                    self._threads[i].start()
+                    self.worker_restarts += 1
+                    self.metrics.mqtt_worker_restarts.inc()
+
     def _worker(self) -> None:
         while True:
             msg = self._work.get()
@@ -179,11 +255,21 @@ class MqttVerifierBridge:
                     stop = True
                     break
                 batch.append(more)
-            if len(batch) == 1 or self.coordinator.appraiser is None:
+            settled: set[int] = set()
+            self._settled.ids = settled
+            try:
+                if len(batch) == 1 or self.coordinator.appraiser is None:
+                    for m in batch:
+                        self._process_one(m)
+                else:
+                    self._process_batch(batch)
+            except Exception as exc:
+                # A bug outside the per-message guards: the batch's messages not yet
+                # acknowledged are dead-lettered one by one; the worker goes on.
+                _log.exception("MQTT batch of %d failed", len(batch))
                 for m in batch:
-                    self._process_one(m)
-            else:
-                self._process_batch(batch)
+                    if id(m) not in settled:
+                        self._dead_letter(m, _unexpected(exc))
             if stop:
                 return
 
@@ -194,11 +280,19 @@ class MqttVerifierBridge:
             # Not acknowledged: the broker redelivers it after a reconnect.
             _log.exception("store failure on %s; leaving it unacknowledged", msg.topic)
             return
-        except Exception:
+        except MalformedMessage as exc:
+            self._dead_letter(msg, exc)
+            return
+        except Exception as exc:
             _log.exception("failed to process %s", msg.topic)
+            self._dead_letter(msg, _unexpected(exc))
+            return
         self._ack(msg)
 
     def _ack(self, msg: mqtt.MQTTMessage | _Local) -> None:
+        settled: set[int] | None = getattr(self._settled, "ids", None)
+        if settled is not None:
+            settled.add(id(msg))
         if isinstance(msg, _Local):
             return
         try:
@@ -206,26 +300,55 @@ class MqttVerifierBridge:
         except Exception:  # the connection dropped meanwhile: redelivery will follow
             _log.debug("ack of %s failed", msg.mid)
 
+    def _dead_letter(self, msg: mqtt.MQTTMessage | _Local, exc: DevattestError) -> None:
+        """Refuse ``msg`` alone: acknowledge it (never redelivered), record it, count it
+        and publish it on the dead-letter topic. Never raises."""
+        self._ack(msg)
+        try:
+            payload = bytes(msg.payload)
+            reason = getattr(exc, "reason", exc.code)
+            letter = DeadLetter(topic=str(msg.topic)[:256], reason=reason,
+                                message=exc.diagnostics()[:300], size=len(payload),
+                                sha256=hashlib.sha256(payload).hexdigest(), at=self.clock())
+            self.dead_letters.append(letter)
+            self.metrics.mqtt_dead_letters.labels(reason).inc()
+            _log.info("dead-lettered a message on %s: %s", letter.topic, letter.message)
+            self._publish(DEAD_LETTER_TOPIC, letter.as_message(payload))
+        except Exception:
+            _log.exception("dead-lettering a message failed")
+
     def _process_batch(self, batch: list[mqtt.MQTTMessage | _Local]) -> None:
         """Events, then Evidence, each kind in one coordinator batch (one transaction);
-        anything else one at a time. Acknowledged after the commit."""
+        anything else one at a time. Acknowledged after the commit. A message that cannot
+        be parsed is dead-lettered alone (a malformed Evidence message is also answered on
+        its device's result topic)."""
         now = self.clock()
         events: list[tuple[mqtt.MQTTMessage | _Local, str, Any]] = []
         evidence: list[tuple[mqtt.MQTTMessage | _Local, EvidenceItem]] = []
         for msg in batch:
             parsed = parse_topic(msg.topic)
-            payload = bytes(msg.payload)
             try:
-                if parsed is not None and parsed[1] == "events":
-                    events.append((msg, parsed[0], loads(payload)))
+                if parsed is None:
+                    raise MalformedMessage("not a device's events or Evidence topic",
+                                           reason="bad_topic")
+                if parsed[1] == "events":
+                    events.append((msg, parsed[0], parse_event_message(bytes(msg.payload))))
                     continue
-                if parsed is not None and parsed[1] == "evidence":
-                    challenge_id, body, media_type = parse_evidence_message(payload)
+                if parsed[1] == "evidence":
+                    challenge_id, body, media_type = parse_evidence_message(
+                        bytes(msg.payload))
                     evidence.append((msg, EvidenceItem(parsed[0], challenge_id, body,
                                                        media_type)))
                     continue
-            except (TransportError, ValueError):
-                pass  # malformed: the one-at-a-time path answers or logs it
+            except MalformedMessage as exc:
+                if parsed is not None and parsed[1] == "evidence":
+                    self._answer_malformed(parsed[0], exc)
+                self._dead_letter(msg, exc)
+                continue
+            except Exception as exc:  # a parser bug: this message alone is refused
+                _log.exception("parsing a message on %s failed", msg.topic)
+                self._dead_letter(msg, _unexpected(exc))
+                continue
             self._process_one(msg)
         if events:
             self._run_batch([m for m, _, _ in events], lambda: self._events_batch(events, now))
@@ -255,8 +378,10 @@ class MqttVerifierBridge:
     def _events_batch(self, events: list[tuple[mqtt.MQTTMessage | _Local, str, Any]],
                       now: datetime) -> None:
         outcomes = self.coordinator.report_events([(d, m) for _, d, m in events], now=now)
-        for (_, device_id, _), outcome in zip(events, outcomes, strict=True):
-            if isinstance(outcome, DevattestError):
+        for (msg, device_id, _), outcome in zip(events, outcomes, strict=True):
+            if isinstance(outcome, MalformedLifecycleEvent):
+                self._dead_letter(msg, outcome)
+            elif isinstance(outcome, DevattestError):
                 _log.info("event from %s refused: %s", device_id, outcome.diagnostics())
             elif outcome.challenge is not None:
                 self.publish_challenge(outcome.challenge)
@@ -275,11 +400,13 @@ class MqttVerifierBridge:
 
         Raises:
             StoreError: the database failed (the message should be redelivered).
+            MalformedMessage: the topic or the payload is malformed (dead-letter it).
+            MalformedLifecycleEvent: the event is malformed (dead-letter it).
         """
         parsed = parse_topic(topic_name)
         if parsed is None:
-            _log.info("ignoring message on %s", topic_name)
-            return
+            raise MalformedMessage("not a device's events or Evidence topic",
+                                   reason="bad_topic")
         device_id, kind = parsed
         now = self.clock()
         if kind == "events":
@@ -289,9 +416,10 @@ class MqttVerifierBridge:
         self.processed += 1
 
     def _handle_event(self, device_id: str, payload: bytes, now: datetime) -> None:
+        message = parse_event_message(payload)
         try:
-            outcome = self.coordinator.report_event(device_id, loads(payload), now=now)
-        except StoreError:
+            outcome = self.coordinator.report_event(device_id, message, now=now)
+        except (StoreError, MalformedLifecycleEvent):
             raise
         except DevattestError as exc:
             _log.info("event from %s refused: %s", device_id, exc.diagnostics())
@@ -302,16 +430,21 @@ class MqttVerifierBridge:
     def _handle_evidence(self, device_id: str, payload: bytes, now: datetime) -> None:
         try:
             challenge_id, evidence, media_type = parse_evidence_message(payload)
-        except TransportError as exc:
-            self._publish(topic(device_id, "result"),
-                          {"device_id": device_id,
-                           "error": {"code": "malformed_message", "message": exc.message}})
-            return
+        except MalformedMessage as exc:
+            self._answer_malformed(device_id, exc)
+            raise
         outcome = self.coordinator.submit_evidence(device_id, challenge_id=challenge_id,
                                                    evidence=evidence, media_type=media_type,
                                                    now=now)
         if outcome.message is not None:
             self._publish(topic(device_id, "result"), outcome.message)
+
+    def _answer_malformed(self, device_id: str, exc: MalformedMessage) -> None:
+        """Tell the device its Evidence message was refused (on its result topic)."""
+        self._publish(topic(device_id, "result"),
+                      {"device_id": device_id,
+                       "error": {"code": exc.code, "reason": exc.reason,
+                                 "message": exc.message}})
 
     def _sweeper(self) -> None:
         while not self._stop.wait(self._sweep_interval):
@@ -351,3 +484,8 @@ class MqttVerifierBridge:
         if ch is not None:
             self.publish_challenge(ch)
         return ch
+
+
+def _unexpected(exc: BaseException) -> MalformedMessage:
+    """The dead-letter reason of a message whose processing failed unexpectedly."""
+    return MalformedMessage(f"processing failed: {type(exc).__name__}", reason="unexpected")

@@ -616,7 +616,7 @@ def fleet(scenario: Scenario, *, workdir: Path, db_url: str | None = None,
                 mqtt_url = broker.url
             settings = MqttSettings.from_url(mqtt_url)
             bridge = MqttVerifierBridge(coordinator, settings, workers=workers, clock=clock,
-                                        sweep_interval=0)
+                                        sweep_interval=0, metrics=ctx.metrics)
             bridge.start()
             stack.callback(bridge.stop)
             for i in range(0, len(devices), devices_per_link):
@@ -630,7 +630,7 @@ def fleet(scenario: Scenario, *, workdir: Path, db_url: str | None = None,
             bus = InProcessBus()
             bridge = MqttVerifierBridge(coordinator, MqttSettings(), workers=workers,
                                         clock=clock, sweep_interval=0,
-                                        publisher=bus.verifier_publish)
+                                        publisher=bus.verifier_publish, metrics=ctx.metrics)
             bus.bridge = bridge
             bridge.start()
             stack.callback(bridge.stop)
