@@ -81,6 +81,11 @@ def bridge_command(
     deadline: Annotated[int, typer.Option(help="Seconds to attest after an event.")] = 300,
     client_id: Annotated[str | None, typer.Option(
         help="Stable MQTT client id of this replica.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus metrics (dead letters, worker restarts, appraisals) on this "
+             "port (default: not served).")] = None,
+    metrics_host: Annotated[str, typer.Option(
+        help="Address the metrics port binds to.")] = "127.0.0.1",
 ) -> None:
     """Serve lifecycle events and Evidence from MQTT with the service's configuration
     (DEVATTEST_* environment: database, signing key, ...)."""
@@ -110,8 +115,15 @@ def bridge_command(
         ctx.settle(now=datetime.now(UTC))
         bridge = MqttVerifierBridge(coordinator, settings, workers=workers,
                                     client_id=client_id, metrics=ctx.metrics).start()
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr=metrics_host, registry=ctx.metrics.registry)
     except DevattestError as exc:
         raise _fail(exc) from None
+    except OSError as exc:
+        err_console.print(f"[bold red]error[/]: metrics port: {exc}")
+        raise typer.Exit(3) from None
     console.print(f"verifier bridge on {settings.url} (client {bridge.client_id}); Ctrl-C stops")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
