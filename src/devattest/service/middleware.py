@@ -1,5 +1,5 @@
-"""Pure ASGI middleware: request body limits (413 before parsing) and request logging with
-metrics."""
+"""Pure ASGI middleware: request limits (413 before parsing; 422 for control characters in
+the path or query) and request logging with metrics."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import logging
 import re
 import time
 from typing import Any
+from urllib.parse import unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from devattest.model.text import has_control_characters
 from devattest.service.metrics import Metrics
 from devattest.service.problems import PayloadTooLarge
 
@@ -28,10 +30,36 @@ async def _send_413(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_422(send: Send, where: str) -> None:
+    body = json.dumps({"error": {"code": "invalid_request", "message": "invalid request"},
+                       "details": [{"loc": [where],
+                                    "msg": "control characters are not allowed"}]}).encode()
+    await send({"type": "http.response.start", "status": 422,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _control_characters_in(scope: Scope) -> str | None:
+    """``"path"`` or ``"query"`` when the decoded path or query string holds a control
+    character or a lone surrogate (issue 13, defect 5: a NUL in a list filter reached
+    PostgreSQL, which cannot store it, and came back as a 503); None when neither does.
+    Every path and query parameter passes here, before any route."""
+    if has_control_characters(scope.get("path", "")):
+        return "path"
+    query: bytes = scope.get("query_string", b"")
+    if query and has_control_characters(
+            unquote_plus(query.decode("latin-1"), errors="surrogateescape")):
+        return "query"
+    return None
+
+
 class BodyLimitMiddleware:
-    """Refuses bodies over the limit: at once from ``Content-Length``, and while streaming
-    (chunked uploads) by raising :class:`PayloadTooLarge` from ``receive`` before the
-    application has the bytes. Evidence has its own, smaller limit."""
+    """Request limits, before any route: bodies over the limit are refused (413) at once
+    from ``Content-Length``, and while streaming (chunked uploads) by raising
+    :class:`PayloadTooLarge` from ``receive`` before the application has the bytes (Evidence
+    has its own, smaller limit); a path or query string holding a control character is
+    refused (422, ``invalid_request``)."""
 
     def __init__(self, app: ASGIApp, *, evidence_limit: int, default_limit: int) -> None:
         self.app = app
@@ -41,6 +69,10 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        where = _control_characters_in(scope)
+        if where is not None:
+            await _send_422(send, where)
             return
         limit = (self.evidence_limit if _EVIDENCE_PATH.match(scope.get("path", ""))
                  else self.default_limit)

@@ -8,7 +8,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from devattest.model.text import check_text
+
+#: Text from a client (JSON body fields): no control characters nor lone surrogates (the
+#: path and query string are checked for the same in ``middleware``; issue 13, defect 5).
+Text = Annotated[str, AfterValidator(check_text)]
 
 DeviceId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$",
                                 examples=["sensor-0001"])]
@@ -67,10 +73,10 @@ class DeviceCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     id: DeviceId
-    model: str = Field(default="", max_length=200)
-    owner: str = Field(default="", max_length=200)
+    model: Text = Field(default="", max_length=200)
+    owner: Text = Field(default="", max_length=200)
     lifecycle_state: Lifecycle = "active"
-    instance_id: str | None = Field(default=None, max_length=200,
+    instance_id: Text | None = Field(default=None, max_length=200,
                                     description="Hex Instance ID/UEID the Evidence must carry")
 
 
@@ -78,10 +84,10 @@ class DeviceUpdate(BaseModel):
     """Change inventory fields; absent fields are left alone."""
 
     model_config = ConfigDict(extra="forbid")
-    model: str | None = Field(default=None, max_length=200)
-    owner: str | None = Field(default=None, max_length=200)
+    model: Text | None = Field(default=None, max_length=200)
+    owner: Text | None = Field(default=None, max_length=200)
     lifecycle_state: Lifecycle | None = None
-    instance_id: str | None = Field(default=None, max_length=200)
+    instance_id: Text | None = Field(default=None, max_length=200)
 
 
 class DevicePublic(_Public):
@@ -160,7 +166,7 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Role
     device_id: DeviceId | None = None
-    label: str = Field(default="", max_length=200)
+    label: Text = Field(default="", max_length=200)
 
 
 class TokenPublic(_Public):
@@ -184,8 +190,8 @@ class WebhookCreate(BaseModel):
     """Subscribe to device status changes. Without ``secret`` one is generated."""
 
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(max_length=2000, examples=["https://rp.example/hooks/devattest"])
-    secret: str | None = Field(default=None, min_length=16, max_length=200)
+    url: Text = Field(max_length=2000, examples=["https://rp.example/hooks/devattest"])
+    secret: Text | None = Field(default=None, min_length=16, max_length=200)
 
 
 class WebhookPublic(_Public):
