@@ -97,9 +97,23 @@ class Settings(BaseSettings):
     #: Serve the operator dashboard at ``/dashboard`` (docs/dashboard.md).
     dashboard: bool = True
 
+    #: ``/metrics`` (issue 13, defect 7): by default it needs a bearer token, this one
+    #: (for the Prometheus scrape config's ``authorization.credentials_file``) or an admin
+    #: API token. ``metrics_public`` opens it to anyone who reaches the port (only behind a
+    #: proxy or on a network that only the monitoring system reaches).
+    metrics_token: str | None = Field(default=None, repr=False)
+    metrics_public: bool = False
+
     log_level: str = "INFO"
     #: Log one JSON line per request.
     access_log: bool = True
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, v: str | None) -> str | None:
+        if v is not None and len(v) < 16:
+            raise ValueError("metrics_token must be at least 16 characters")
+        return v
 
     @field_validator("log_level")
     @classmethod

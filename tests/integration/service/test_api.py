@@ -267,7 +267,8 @@ def test_operations_endpoints(live: Live) -> None:
     c = live.client()
     assert c.get("/healthz").json() == {"status": "ok"}
     assert c.get("/readyz").json()["status"] == "ready"
-    assert "devattest_http_requests_total" in c.get("/metrics").text
+    assert c.get("/metrics").status_code == 401  # not open by default (issue 13, defect 7)
+    assert "devattest_http_requests_total" in live.client("admin").get("/metrics").text
     spec = c.get("/openapi.json").json()
     assert "/v1/challenges/{challenge_id}/evidence" in spec["paths"]
     assert live.client("admin").post("/v1/admin/retention").status_code == 200

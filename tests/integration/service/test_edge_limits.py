@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from devattest.service.app import create_app
@@ -60,8 +61,7 @@ class App:
         return out["status"], out["body"], read
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
+def _make_app(tmp_path: Path, **settings: Any) -> App:
     url = f"sqlite:///{tmp_path / 'devattest.db'}"
     open_store(url).dispose()
     add_device(url, "dev-a", model="m1", owner="acme")
@@ -70,12 +70,18 @@ def app(tmp_path: Path) -> Iterator[App]:
     application = create_app(Settings(
         data_dir=tmp_path, database_url=url, webhook_worker=False, dashboard=False,
         retention_interval_seconds=0, auth_cache_seconds=0, max_body_bytes=LIMIT,
-        max_evidence_bytes=1024))
+        max_evidence_bytes=1024, **settings))
     migrate(application.state.ctx.store.engine)
+    return App(application, tokens)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    made = _make_app(tmp_path)
     try:
-        yield App(application, tokens)
+        yield made
     finally:
-        application.state.ctx.store.dispose()
+        made.app.state.ctx.store.dispose()
 
 
 def _oversized(n_chunks: int = 8) -> list[bytes]:
@@ -108,3 +114,52 @@ def test_chunked_body_within_the_limit_is_served(app: App) -> None:
     doc = json.dumps({"id": "dev-ok", "model": "m1"}).encode()
     status, body, _ = app.stream("/v1/devices", [doc[:10], doc[10:]])
     assert status == 201, body
+
+
+# -- /metrics ---------------------------------------------------------------------------------
+METRICS_TOKEN = "prometheus-scrape-0123456789"
+
+
+def _scrape(app: App, authorization: str | None) -> int:
+    headers = {"Authorization": authorization} if authorization else {}
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await client.get("/healthz")  # one request counted before the scrape
+            return await client.get("/metrics", headers=headers)
+
+    r = asyncio.run(get())
+    if r.status_code == 200:
+        assert "devattest_http_requests_total" in r.text
+    return r.status_code
+
+
+def test_metrics_are_not_served_to_anyone_who_reaches_the_port(app: App) -> None:
+    assert _scrape(app, None) == 401
+    assert _scrape(app, "Bearer not-a-token") == 401
+    assert _scrape(app, f"Bearer {app.tokens['relying-party']}") == 403
+    assert _scrape(app, f"Bearer {app.tokens['admin']}") == 200
+
+
+def test_metrics_token_lets_the_scraper_in_without_an_api_token(tmp_path: Path) -> None:
+    made = _make_app(tmp_path, metrics_token=METRICS_TOKEN)
+    try:
+        assert _scrape(made, f"Bearer {METRICS_TOKEN}") == 200
+        assert _scrape(made, f"Bearer {METRICS_TOKEN[:-1]}x") == 401
+        assert _scrape(made, None) == 401
+    finally:
+        made.app.state.ctx.store.dispose()
+
+
+def test_public_metrics_are_an_explicit_opt_in(tmp_path: Path) -> None:
+    made = _make_app(tmp_path, metrics_public=True)
+    try:
+        assert _scrape(made, None) == 200
+    finally:
+        made.app.state.ctx.store.dispose()
+
+
+def test_short_metrics_token_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="at least 16"):
+        Settings(metrics_token="short")
