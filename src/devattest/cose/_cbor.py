@@ -24,6 +24,7 @@ is at the depth of its tag either way).
 
 from __future__ import annotations
 
+import builtins
 import os
 import struct
 import threading
@@ -50,8 +51,68 @@ from devattest.model import DecodeLimits
 #: references) or runs a complex parser on attacker input (regular expression, MIME).
 REFUSED_TAGS: Final = frozenset({25, 28, 29, 35, 36, 256})
 
-_loads = cbor2.loads
 _CBORTag = cbor2.CBORTag
+
+
+# ---------------------------------------------------------------------------------------
+# One data model on cbor2 5 and cbor2 6.
+# ---------------------------------------------------------------------------------------
+# cbor2 6 (the Rust rewrite) decodes the content of every tag into immutable containers
+# (tuples and frozendicts, so that a tag can be hashed); arrays and maps outside any tag
+# stay lists and dicts. Its tag hook is called as hook(tag, immutable), innermost tag first.
+# devattest reads lists and dicts everywhere, so on such a cbor2 a tag hook thaws the content
+# of each outermost tag (and of every tag nested in it) back into lists and dicts, and
+# strict_loads returns cbor2 5's data model. cbor2 5 is left alone: no hook, its C decoder's
+# fast path unchanged.
+_FROZEN_MAP: Final[type | None] = (getattr(cbor2, "frozendict", None)
+                                   or getattr(builtins, "frozendict", None))
+
+
+def _thaw(value: Any) -> Any:
+    """``value`` with tuples as lists, frozen maps as dicts and tags rebuilt around thawed
+    content (map keys are left as they are: strict decoding refuses container keys). The
+    depth is bounded by the decoder's own limit (cbor2 stops at 400)."""
+    t = type(value)
+    if t is tuple or t is list:
+        return [_thaw(v) for v in value]
+    if t is _FROZEN_MAP or t is dict:
+        return {k: _thaw(v) for k, v in value.items()}
+    if t is _CBORTag:
+        return _CBORTag(value.tag, _thaw(value.value))
+    return value
+
+
+def _thaw_tag(tag: Any, immutable: bool) -> Any:
+    """cbor2 6's tag hook: a tag decoded where a hashable value is needed (a map key, or the
+    content of an enclosing tag) stays frozen; the enclosing tag's hook thaws it, and a
+    frozen map key is refused by the strict checks."""
+    if immutable:
+        return tag
+    return _CBORTag(tag.tag, _thaw(tag.value))
+
+
+def _thaw_self_described(value: Any, immutable: bool) -> Any:
+    """cbor2 6's decoder for tag 55799 (self-described CBOR, RFC 8949 section 3.4.6), which
+    returns the content as it is: thawed, as cbor2 5 returns it."""
+    return value if immutable else _thaw(value)
+
+
+#: Whether this cbor2 freezes tag content (cbor2 6): decode tag 4000 around an empty array.
+TAG_CONTENT_FROZEN: Final = type(cbor2.loads(b"\xd9\x0f\xa0\x80").value) is tuple
+
+_Loads = Callable[[bytes], Any]
+_loads: _Loads
+if TAG_CONTENT_FROZEN:
+    _raw_loads: Any = cbor2.loads
+    _SEMANTIC: Final = {55799: _thaw_self_described}
+
+    def _loads(data: bytes) -> Any:
+        return _raw_loads(data, tag_hook=_thaw_tag, semantic_decoders=_SEMANTIC)
+else:
+    _loads = cbor2.loads
+
+#: cbor2's decoding errors: cbor2 5's are ValueErrors, cbor2 6's (CBORDecodeError) are not.
+CBOR_DECODE_ERRORS: Final = (cbor2.CBORError, ValueError, TypeError, OverflowError, EOFError)
 
 _Scan = Callable[[bytes, int, int], "tuple[int, int] | None"]
 _scan: _Scan | None

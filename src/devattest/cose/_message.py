@@ -55,7 +55,7 @@ UNDERSTOOD_HEADERS: Final = frozenset({HDR_ALG, HDR_CRIT, HDR_CONTENT_TYPE, HDR_
 ANNOTATION_UNPROTECTED_ALG: Final = "cose_alg_unprotected"
 
 _EMPTY: Final[Mapping[int, Any]] = MappingProxyType({})
-_loads = cbor2.loads
+_loads = _cbor._loads  # cbor2's decoder, thawing tag content on cbor2 6
 _CBORTag = cbor2.CBORTag
 
 

@@ -2,16 +2,13 @@
 
 Every decoding failure becomes a :class:`~devattest.errors.CorimMalformed` whose ``reason``
 names the defect. Decoding goes through :func:`devattest.cose.strict_loads` (size, depth,
-item count, duplicate keys, trailing bytes); while that is not yet available a private
-fallback over cbor2 enforces the same bounds except duplicate-key detection.
+item count, duplicate keys, trailing bytes, integer size), which returns the same data model
+(lists and dicts) on cbor2 5 and 6.
 """
 
 from __future__ import annotations
 
-import io
 from typing import Any
-
-import cbor2
 
 from devattest import errors
 from devattest.cose import strict_loads
@@ -47,48 +44,7 @@ def decode(data: bytes, *, limits: DecodeLimits, what: str) -> Any:
     data = bytes(data)
     try:
         return strict_loads(data, limits=limits)
-    except NotImplementedError:
-        return _fallback_loads(data, limits=limits, what=what)
     except errors.EvidenceError as exc:
         reason = next((r for t, r in _EVIDENCE_TO_REASON.items() if isinstance(exc, t)),
                       "invalid_cbor")
         raise errors.CorimMalformed(f"{what}: {exc.message}", reason=reason) from exc
-
-
-def _fallback_loads(data: bytes, *, limits: DecodeLimits, what: str) -> Any:
-    if len(data) > limits.max_token_size:
-        raise errors.CorimMalformed(
-            f"{what}: {len(data)} bytes exceeds the limit of {limits.max_token_size}",
-            reason="too_large")
-    fp = io.BytesIO(data)
-    try:
-        value = cbor2.CBORDecoder(fp).decode()
-    except RecursionError as exc:
-        raise errors.CorimMalformed(f"{what}: nesting too deep", reason="too_deep") from exc
-    except EOFError as exc:
-        raise errors.CorimMalformed(f"{what}: truncated CBOR", reason="truncated") from exc
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as exc:
-        reason = "truncated" if "premature end" in str(exc).lower() else "invalid_cbor"
-        raise errors.CorimMalformed(f"{what}: not well-formed CBOR ({exc})",
-                                    reason=reason) from exc
-    if fp.tell() != len(data):
-        raise errors.CorimMalformed(f"{what}: {len(data) - fp.tell()} trailing bytes",
-                                    reason="trailing_bytes")
-    _check_shape(value, limits=limits, what=what, depth=1)
-    return value
-
-
-def _check_shape(value: Any, *, limits: DecodeLimits, what: str, depth: int) -> None:
-    if depth > limits.max_depth:
-        raise errors.CorimMalformed(f"{what}: nesting deeper than {limits.max_depth}",
-                                    reason="too_deep")
-    if isinstance(value, cbor2.CBORTag):
-        _check_shape(value.value, limits=limits, what=what, depth=depth + 1)
-    elif isinstance(value, dict | list):
-        if len(value) > limits.max_container_items:
-            raise errors.CorimMalformed(
-                f"{what}: container of {len(value)} items exceeds {limits.max_container_items}",
-                reason="too_many_items")
-        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-        for item in items:
-            _check_shape(item, limits=limits, what=what, depth=depth + 1)

@@ -110,7 +110,7 @@ def test_untagged_sign1_accepted_when_kind_expected(signer: PrivateKeySigner,
 
 def test_tampered_payload_rejected(signer: PrivateKeySigner,
                                    p256: ec.EllipticCurvePrivateKey) -> None:
-    body = cbor2.loads(create_sign1(PAYLOAD, signer)).value
+    body = list(cbor2.loads(create_sign1(PAYLOAD, signer)).value)  # a tuple on cbor2 6
     body[2] = PAYLOAD[:-1] + b"X"
     msg = _decode(cbor2.dumps(cbor2.CBORTag(18, body)))
     with pytest.raises(SignatureInvalid):
@@ -127,7 +127,7 @@ def test_wrong_key_rejected(signer: PrivateKeySigner) -> None:
 def test_rejects_wrong_length_ecdsa_signature(signer: PrivateKeySigner,
                                               p256: ec.EllipticCurvePrivateKey,
                                               cut: int) -> None:
-    body = cbor2.loads(create_sign1(PAYLOAD, signer)).value
+    body = list(cbor2.loads(create_sign1(PAYLOAD, signer)).value)  # a tuple on cbor2 6
     body[3] = (body[3] + b"\x00")[:cut]
     msg = _decode(cbor2.dumps(cbor2.CBORTag(18, body)))
     with pytest.raises(SignatureInvalid, match="must be 64 bytes"):
