@@ -25,16 +25,50 @@ def run(*args: str | Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_rfc9783_sign1_affirms() -> None:
+def rfc_refvals(tmp_path: Path) -> Path:
+    """Reference Values for the software of the RFC 9783 vectors (their claims sources)."""
+    refvals = tmp_path / "rfc-refvals.yaml"
+    refvals.write_text(yaml.safe_dump({
+        "format": "devattest.reference-values/v1",
+        "classes": [{
+            "implementation_id": "00" * 32,
+            "components": [{"measurement_type": "PRoT", "measurement_values": ["03" * 32],
+                            "signer_ids": ["04" * 32]}],
+        }],
+    }))
+    return refvals
+
+
+def test_rfc9783_sign1_affirms(tmp_path: Path) -> None:
     code, out = run("verify", RFC / "psa-sign1.cbor", "--key", RFC / "tfm-es-iak.pem",
-                    "--nonce", NONCE)
+                    "--nonce", NONCE, "--refvals", rfc_refvals(tmp_path))
     assert code == 0, out
     assert "affirming" in out
 
 
-def test_rfc9783_mac0_affirms_with_jwk_key_and_json_output() -> None:
-    code, out = run("verify", RFC / "psa-mac0.cbor", "--key", RFC / "tfm-hs-iak.json",
+def test_rfc9783_sign1_without_reference_values_is_only_a_warning() -> None:
+    code, out = run("verify", RFC / "psa-sign1.cbor", "--key", RFC / "tfm-es-iak.pem",
                     "--nonce", NONCE, "--json")
+    assert code == 1, out
+    ear = json.loads(out)
+    assert ear["ear_status"] == "warning"
+    assert ear["submods"]["psa"]["ear_trustworthiness_vector"]["executables"] == 33
+    reasons = ear["submods"]["psa"]["ear_devattest"]["reasons"]
+    assert [r["code"] for r in reasons] == ["software_not_appraised"]
+
+
+def test_signature_only_appraisal_is_explicit_and_reported() -> None:
+    code, out = run("verify", RFC / "psa-sign1.cbor", "--key", RFC / "tfm-es-iak.pem",
+                    "--nonce", NONCE, "--json", "--allow-unappraised-software")
+    assert code == 0, out
+    sub = json.loads(out)["submods"]["psa"]
+    assert "executables" not in sub["ear_trustworthiness_vector"]
+    assert sub["ear_devattest"]["annotated-evidence"]["appraisal"] == "signature-only"
+
+
+def test_rfc9783_mac0_affirms_with_jwk_key_and_json_output(tmp_path: Path) -> None:
+    code, out = run("verify", RFC / "psa-mac0.cbor", "--key", RFC / "tfm-hs-iak.json",
+                    "--nonce", NONCE, "--json", "--refvals", rfc_refvals(tmp_path))
     assert code == 0, out
     ear = json.loads(out)
     assert ear["ear_status"] == "affirming"
@@ -42,9 +76,9 @@ def test_rfc9783_mac0_affirms_with_jwk_key_and_json_output() -> None:
     assert ear["submods"]["psa"]["ear_trustworthiness_vector"]["instance-identity"] == 2
 
 
-def test_hex_token_file_is_accepted() -> None:
+def test_hex_token_file_is_accepted(tmp_path: Path) -> None:
     code, _ = run("verify", RFC / "psa-sign1.hex", "--key", RFC / "tfm-es-iak.pem",
-                  "--nonce", NONCE)
+                  "--nonce", NONCE, "--refvals", rfc_refvals(tmp_path))
     assert code == 0
 
 
@@ -109,7 +143,8 @@ def test_token_create_inspect_verify_round_trip_psa(tmp_path: Path) -> None:
     shown = json.loads(out)
     assert shown["structure"] == "sign1"
     assert shown["protected"]["1"] == -7
-    code, out = run("verify", out_file, "--key", key, "--nonce", "ab" * 32)
+    code, out = run("verify", out_file, "--key", key, "--nonce", "ab" * 32,
+                    "--refvals", rfc_refvals(tmp_path))
     assert code == 0, out
 
 
@@ -122,8 +157,12 @@ def test_token_create_eat_and_verify(tmp_path: Path) -> None:
     code, out = run("token", "create", "--type", "eat", "--claims", claims, "--key", key,
                     "--out", token, "--nonce", "cd" * 32)
     assert code == 0, out
+    # The token measures no software: it affirms only under explicit signature-only appraisal.
     code, out = run("verify", token, "--key", key, "--nonce", "cd" * 32,
                     "--media-type", "application/eat+cwt")
+    assert code == 1, out
+    code, out = run("verify", token, "--key", key, "--nonce", "cd" * 32,
+                    "--media-type", "application/eat+cwt", "--allow-unappraised-software")
     assert code == 0, out
 
 
