@@ -8,7 +8,8 @@ tagged where they happen):
    (``x5chain``) validated at ``now`` and bound to the claimed Instance ID.
 3. Verify the signature (or MAC) over the Evidence.
 4. Check freshness: the Evidence's nonce equals the Verifier's, compared in constant time.
-5. Apply the profile's claim rules (mandatory claims, lengths, lifecycle, ``iat``/``exp``).
+5. Apply the profile's claim rules (mandatory claims, lengths, lifecycle, ``iat``/``exp``);
+   the profile must be one the selected scheme appraises (5.7, no scheme confusion).
 6. Appraise the claims against the Reference Values of the device class; software that no
    Reference Value was compared with is not affirmed (6.7).
 7. Apply the Appraisal Policy, which may veto or adjust the trustworthiness vector, or
@@ -34,9 +35,11 @@ from devattest.errors import (
     NonceMismatch,
     NoReferenceValues,
     PolicyViolation,
+    ProfileMismatch,
     ReferenceValueError,
     SoftwareNotAppraised,
     TokenTooLarge,
+    UnknownProfile,
     VerifierMalfunction,
 )
 from devattest.model import (
@@ -222,11 +225,44 @@ def _check_nonce(carried: Any, expected: bytes) -> None:
     raise NonceMismatch("the Evidence's nonce is not the one the Verifier issued", step="4")
 
 
+def require_scheme_profile(registry: SchemeRegistry, scheme: EvidenceScheme, profile: str,
+                           media_type: str) -> None:
+    """Step 5.7: the token's profile is one the scheme its media type selected appraises.
+
+    The media type comes from the caller (the request, never the token alone); the profile
+    the token claims must agree with it (RFC 9782: the ``eat_profile`` media-type parameter
+    and the claim name one profile; RFC 9711 section 4.3.2). A profile of another registered
+    scheme (a PSA token sent as generic EAT, which would skip PSA's rules) is a mismatch; a
+    profile no registered scheme knows is refused, since no scheme applied its rules.
+
+    Raises:
+        ProfileMismatch: the profile belongs to another registered scheme.
+        UnknownProfile: no registered scheme appraises the profile.
+    """
+    owners = registry.schemes_for_profile(profile)
+    if scheme.name in owners:
+        return
+    shown = safe_text(profile)
+    if owners:
+        raise ProfileMismatch(
+            f"the token's profile {shown} is appraised by the {' or '.join(owners)} scheme, "
+            f"but its media type {safe_text(media_type)} selected the {scheme.name} scheme",
+            step="5.7")
+    raise UnknownProfile(f"no evidence scheme appraises the token's profile {shown}: it "
+                         f"cannot be affirmed", step="5.7")
+
+
+def safe_text(value: str, limit: int = 120) -> str:
+    """``value`` quoted for a message, cut to ``limit`` characters (attacker-chosen text)."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
               scheme: EvidenceScheme, trust_anchors: TrustAnchors,
               reference_values: ReferenceValues | None, policy: AppraisalPolicy,
               limits: DecodeLimits, options: VerifyOptions, verifier_id: VerifierId,
-              result_ttl: int, expected_identity: bytes | None = None) -> AttestationResult:
+              result_ttl: int, expected_identity: bytes | None = None,
+              registry: SchemeRegistry | None = None) -> AttestationResult:
     if trust_anchors.empty:
         raise KeyNotFound("the Trust Anchor set is empty: nothing can be trusted", step="2")
     # Step 1: parse (RFC 9052 section 4.2 / RFC 8392 section 7; scheme-specific profile).
@@ -244,6 +280,9 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
     _check_nonce(decoded.nonce, expected_nonce)
     # Step 5: the profile's claim rules.
     claims = scheme.extract_claims(decoded, now=now, options=options)
+    # 5.7: no scheme confusion: the profile is one this scheme appraises.
+    require_scheme_profile(registry if registry is not None else _default_registry(), scheme,
+                           claims.profile, media_type)
 
     tv: dict[str, int | None] = {
         "instance_identity": _TRUSTWORTHY_INSTANCE,
@@ -407,7 +446,7 @@ def verify(evidence: bytes, *, media_type: str, expected_nonce: bytes,
         return _appraise(evidence, media_type, expected_nonce, _as_epoch(now),
                          reg.for_media_type(media_type), trust_anchors, reference_values,
                          policy, limits, options, verifier_id, result_ttl,
-                         expected_identity)
+                         expected_identity, reg)
     except DevattestError as err:
         return contraindicated_result(
             err, evidence=evidence, media_type=media_type, expected_nonce=expected_nonce,
@@ -446,7 +485,7 @@ def verify_strict(evidence: bytes, *, media_type: str, expected_nonce: bytes,
     scheme = reg.for_media_type(media_type)
     return _appraise(evidence, media_type, expected_nonce, epoch, scheme, trust_anchors,
                      reference_values, policy, limits, options, verifier_id, result_ttl,
-                     expected_identity)
+                     expected_identity, reg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +528,7 @@ __all__ = [
     "contraindicated_result",
     "find_key",
     "require_identity",
+    "require_scheme_profile",
     "verify",
     "verify_and_sign",
     "verify_strict",

@@ -179,3 +179,45 @@ def test_ear_verify_checks_the_signature(tmp_path: Path) -> None:
     code, out = run("ear", "verify", tampered, "--key", arc / "arc-data" / "pkey.json",
                     "--now", "1666091374")
     assert code == 3 and "signature" in out.lower()
+
+
+def _psa_profile_token(tmp_path: Path, *, tagged: bool) -> tuple[Path, Path]:
+    """A PSA-profile token (RFC 9783 claims) signed with a fresh key: (token, key)."""
+    from devattest.schemes.psa import create_psa_token
+
+    key = _key(tmp_path)
+    private = serialization.load_pem_private_key(key.read_bytes(), None)
+    source = yaml.safe_load((RFC / "sign1-claims.yaml").read_text())
+    token = tmp_path / "psa-profile.cbor"
+    token.write_bytes(create_psa_token(source, private, tagged=tagged))
+    return token, key
+
+
+@pytest.mark.parametrize("media_type", [None, "application/eat+cwt"])
+def test_cli_cannot_route_an_untagged_psa_profile_token_to_the_generic_eat_scheme(
+        tmp_path: Path, media_type: str | None) -> None:
+    # The PSA scheme needs the COSE tag, so sniffing picks the generic EAT scheme for an
+    # untagged Sign1: its PSA profile must make that a refusal, never an affirmation.
+    token, key = _psa_profile_token(tmp_path, tagged=False)
+    extra = ["--media-type", media_type] if media_type else []
+    code, out = run("verify", token, "--key", key, "--nonce", NONCE, "--json",
+                    "--refvals", rfc_refvals(tmp_path), "--allow-unappraised-software",
+                    *extra)
+    assert code == 2, out
+    (sub,) = json.loads(out)["submods"].values()
+    assert [r["code"] for r in sub["ear_devattest"]["reasons"]] == ["profile_mismatch"]
+
+
+def test_cli_token_with_an_unknown_profile_is_not_affirmed(tmp_path: Path) -> None:
+    key = _key(tmp_path)
+    claims = tmp_path / "eat.yaml"
+    claims.write_text(yaml.safe_dump({"ueid": "01" + "aa" * 32,
+                                      "eat_profile": "tag:example.com,2025:private"}))
+    token = tmp_path / "eat.cbor"
+    code, out = run("token", "create", "--type", "eat", "--claims", claims, "--key", key,
+                    "--out", token, "--nonce", "cd" * 32)
+    assert code == 0, out
+    code, out = run("verify", token, "--key", key, "--nonce", "cd" * 32,
+                    "--allow-unappraised-software")
+    assert code == 2, out
+    assert "unknown_profile" in out
