@@ -246,6 +246,13 @@ class UnknownProfile(ClaimsError):
     code = "unknown_profile"
 
 
+class ProfileMismatch(UnknownProfile):
+    """The token's profile belongs to another evidence scheme than the one its media type
+    selected (scheme confusion): it is refused, never appraised by the wrong scheme."""
+
+    code = "profile_mismatch"
+
+
 class ReferenceValueError(VerificationError):
     """The claims do not match the Reference Values."""
 
@@ -286,6 +293,14 @@ class LifecycleNotAllowed(ReferenceValueError):
     """The security lifecycle state is not allowed."""
 
     code = "lifecycle_not_allowed"
+
+
+class SoftwareNotAppraised(ReferenceValueError):
+    """No software component was compared with a Reference Value, so the software the
+    Attester runs cannot be vouched for (docs/ear.md, "nothing is affirmed that was not
+    appraised")."""
+
+    code = "software_not_appraised"
 
 
 class PolicyViolation(VerificationError):

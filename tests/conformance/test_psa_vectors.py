@@ -10,6 +10,12 @@
 
 The RFC 9783 Instance IDs of these vectors are synthetic, so the key is given explicitly: a
 single unbound Trust Anchor is the anchor for the token (core step 2.4).
+
+Nothing is affirmed that was not appraised: the RFC 9783 vectors affirm with Reference Values
+built from their published claims sources (``sign1-claims.yaml``, ``mac0-claims.yaml``) and
+are at most ``warning`` without. The other vectors test the token format, so they are
+appraised under the explicit signature-only policy (``AllowUnappraisedSoftware``), and the
+result says so.
 """
 
 from __future__ import annotations
@@ -25,8 +31,18 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from devattest.model import DEFAULT_OPTIONS, KeyAnchor, Status, TrustAnchors, VerifyOptions
-from devattest.policy import DefaultPolicy
+from devattest.model import (
+    DEFAULT_OPTIONS,
+    ComponentReference,
+    KeyAnchor,
+    ReferenceValues,
+    ReferenceValueSet,
+    Status,
+    TrustAnchors,
+    VerifyOptions,
+    ar4si,
+)
+from devattest.policy import AllOf, AllowUnappraisedSoftware, AppraisalPolicy, DefaultPolicy
 from devattest.schemes.psa import (
     MEDIA_TYPE_EAT_CWT,
     MEDIA_TYPE_PSA,
@@ -37,7 +53,7 @@ from devattest.schemes.psa import (
     psa_claims_map,
     psa_instance_id,
 )
-from devattest.verifier import verify
+from devattest.verifier import SIGNATURE_ONLY, verify
 from tests._vectors import VECTORS
 
 DRAFT = VECTORS / "draft-psa-token"
@@ -78,12 +94,40 @@ def carried_nonce(token: bytes) -> bytes:
     return nonce if isinstance(nonce, bytes) else b"\x00" * 32
 
 
+#: The explicit signature-only Appraisal Policy, for vectors that test the token format.
+SIGNATURE_ONLY_POLICY = AllOf([DefaultPolicy(), AllowUnappraisedSoftware()])
+
+
 def appraise(token: bytes, key: Any, *, nonce: bytes | None = None,
-             media_type: str = MEDIA_TYPE_PSA, options: VerifyOptions = DEFAULT_OPTIONS) -> Any:
+             media_type: str = MEDIA_TYPE_PSA, options: VerifyOptions = DEFAULT_OPTIONS,
+             refs: ReferenceValues | None = None,
+             policy: AppraisalPolicy | None = None) -> Any:
     return verify(token, media_type=media_type,
                   expected_nonce=nonce if nonce is not None else carried_nonce(token),
                   trust_anchors=TrustAnchors.of([KeyAnchor(key, label="vector key")]),
-                  reference_values=None, policy=DefaultPolicy(), now=NOW, options=options)
+                  reference_values=refs, policy=policy or DefaultPolicy(), now=NOW,
+                  options=options)
+
+
+def signature_only(token: bytes, key: Any, **kwargs: Any) -> Any:
+    """Appraise under the explicit signature-only policy and check the result says so."""
+    result = appraise(token, key, policy=SIGNATURE_ONLY_POLICY, **kwargs)
+    if result.status is Status.AFFIRMING:
+        sub = only(result)
+        assert sub.annotated_evidence["appraisal"] == SIGNATURE_ONLY
+        assert sub.trust_vector.executables is None
+    return result
+
+
+def refs_from_claims_source(name: str) -> ReferenceValues:
+    """Reference Values for the software components of a published claims source (YAML)."""
+    source = yaml.safe_load((DRAFT / name).read_text())
+    return ReferenceValues.of([ReferenceValueSet(
+        class_id=source["implementation_id"],
+        components=tuple(ComponentReference(
+            measurement_type=c["sw_component_type"],
+            measurement_values=frozenset([c["measurement_value"]]),
+            signer_ids=frozenset([c["signer_id"]])) for c in source["sw_components"]))])
 
 
 def only(result: Any) -> Any:
@@ -101,9 +145,10 @@ def codes(result: Any) -> list[str]:
 def test_rfc9783_sign1_token_verifies(media_type: str) -> None:
     token = (DRAFT / "psa-sign1.cbor").read_bytes()
     result = appraise(token, pem_public(DRAFT / "tfm-es-iak.pem"), nonce=b"\x01" * 32,
-                      media_type=media_type)
+                      media_type=media_type, refs=refs_from_claims_source("sign1-claims.yaml"))
     assert result.status is Status.AFFIRMING, result.reasons
     sub = only(result)
+    assert sub.trust_vector.executables == ar4si.APPROVED_RUNTIME
     assert sub.annotated_evidence["profile"] == PROFILE_RFC9783
     claims = sub.annotated_evidence["claims"]
     assert claims["instance_id"] == bytes.fromhex("01" + "02" * 32)
@@ -116,8 +161,35 @@ def test_rfc9783_sign1_token_verifies(media_type: str) -> None:
 def test_rfc9783_mac0_token_verifies() -> None:
     key = (DRAFT / "tfm-hs-iak.bin").read_bytes()
     token = (DRAFT / "psa-mac0.cbor").read_bytes()
-    result = appraise(token, key, nonce=b"\x01" * 32)
+    result = appraise(token, key, nonce=b"\x01" * 32,
+                      refs=refs_from_claims_source("mac0-claims.yaml"))
     assert result.status is Status.AFFIRMING, result.reasons
+    assert only(result).trust_vector.executables == ar4si.APPROVED_RUNTIME
+
+
+@pytest.mark.parametrize(("token_name", "key_name"), [("psa-sign1.cbor", "tfm-es-iak.pem"),
+                                                      ("psa-mac0.cbor", "tfm-hs-iak.bin")])
+def test_rfc9783_vector_without_reference_values_is_not_affirmed(token_name: str,
+                                                                 key_name: str) -> None:
+    # A valid signature says who signed, not what runs: with nothing compared the result is
+    # at most warning, executables 33, and the reason says nothing was compared.
+    key = (pem_public(DRAFT / key_name) if key_name.endswith(".pem")
+           else (DRAFT / key_name).read_bytes())
+    result = appraise((DRAFT / token_name).read_bytes(), key, nonce=b"\x01" * 32)
+    assert result.status is Status.WARNING, result.reasons
+    assert only(result).trust_vector.executables == ar4si.UNRECOGNIZED_RUNTIME
+    assert codes(result) == ["software_not_appraised"]
+
+
+def test_rfc9783_vector_with_reference_values_for_other_software_is_not_affirmed() -> None:
+    token = (DRAFT / "psa-sign1.cbor").read_bytes()
+    other = ReferenceValues.of([ReferenceValueSet(
+        class_id=b"\x00" * 32, components=(
+            ComponentReference("PRoT", measurement_values=frozenset([b"\x09" * 32])),))])
+    result = appraise(token, pem_public(DRAFT / "tfm-es-iak.pem"), nonce=b"\x01" * 32,
+                      refs=other)
+    assert result.status is Status.WARNING
+    assert codes(result) == ["unknown_measurement"]
 
 
 def test_rfc9783_mac0_instance_id_is_double_hash_of_the_key() -> None:
@@ -132,8 +204,9 @@ def test_rfc9783_mac0_key_is_found_by_instance_id() -> None:
     other = KeyAnchor(b"x" * 64, instance_id=b"\x01" + b"\x00" * 32)
     anchors = TrustAnchors.of([other, KeyAnchor(key, instance_id=psa_instance_id(key))])
     result = verify(token, media_type=MEDIA_TYPE_PSA, expected_nonce=b"\x01" * 32,
-                    trust_anchors=anchors, reference_values=None, policy=DefaultPolicy(),
-                    now=NOW)
+                    trust_anchors=anchors,
+                    reference_values=refs_from_claims_source("mac0-claims.yaml"),
+                    policy=DefaultPolicy(), now=NOW)
     assert result.status is Status.AFFIRMING, result.reasons
 
 
@@ -159,7 +232,8 @@ def test_rfc9783_sign1_token_with_a_wrong_nonce_is_rejected() -> None:
 def test_rfc9783_token_created_with_our_builder_verifies() -> None:
     source = yaml.safe_load((DRAFT / "sign1-claims.yaml").read_text())
     token = create_psa_token(source, pem_private(DRAFT / "tfm-es-iak.pem"))
-    result = appraise(token, pem_public(DRAFT / "tfm-es-iak.pem"), nonce=b"\x01" * 32)
+    result = appraise(token, pem_public(DRAFT / "tfm-es-iak.pem"), nonce=b"\x01" * 32,
+                      refs=refs_from_claims_source("sign1-claims.yaml"))
     assert result.status is Status.AFFIRMING, result.reasons
 
 
@@ -174,7 +248,7 @@ GOOD_TFM_SIGN1 = {
 @pytest.mark.parametrize("name", sorted(GOOD_TFM_SIGN1))
 def test_tfm_good_sign1_tokens_verify(name: str) -> None:
     token = (TFM / name).read_bytes()
-    result = appraise(token, pem_public(TFM / "key.pem"), options=LEGACY)
+    result = signature_only(token, pem_public(TFM / "key.pem"), options=LEGACY)
     assert result.status is Status.AFFIRMING, result.reasons
     sub = only(result)
     assert sub.annotated_evidence["profile"] == GOOD_TFM_SIGN1[name]
@@ -183,7 +257,7 @@ def test_tfm_good_sign1_tokens_verify(name: str) -> None:
 
 def test_tfm_hmac_token_verifies() -> None:
     token = (TFM / "iat-hmac.cbor").read_bytes()
-    result = appraise(token, (TFM / "hmac.key").read_bytes(), options=LEGACY)
+    result = signature_only(token, (TFM / "hmac.key").read_bytes(), options=LEGACY)
     assert result.status is Status.AFFIRMING, result.reasons
 
 
@@ -283,7 +357,7 @@ TFM_YAML = {
 @pytest.mark.parametrize("name", sorted(TFM_YAML))
 def test_tfm_yaml_sources_give_the_tfm_expected_outcome(name: str) -> None:
     token = compile_tfm(name)
-    result = appraise(token, pem_public(TFM / "key.pem"))
+    result = signature_only(token, pem_public(TFM / "key.pem"))
     expected = TFM_YAML[name]
     if expected is None:
         assert result.status is Status.AFFIRMING, result.reasons
@@ -319,13 +393,13 @@ def test_cca_tokens_are_out_of_scope() -> None:
 
 def test_veraison_psa_good_cose_verifies() -> None:
     token = (VERAISON / "token" / "psa.good.cose").read_bytes()
-    result = appraise(token, jwk_public(VERAISON / "token" / "ec.p256.jwk"))
+    result = signature_only(token, jwk_public(VERAISON / "token" / "ec.p256.jwk"))
     assert result.status is Status.AFFIRMING, result.reasons
     assert only(result).annotated_evidence["profile"] == PROFILE_PSA_2_0_0
 
 
 def test_veraison_psa_token_cbor_verifies() -> None:
     token = (VERAISON / "psa-token.cbor").read_bytes()
-    result = appraise(token, pem_public(VERAISON / "key.pem"))
+    result = signature_only(token, pem_public(VERAISON / "key.pem"))
     assert result.status is Status.AFFIRMING, result.reasons
     assert only(result).annotated_evidence["profile"] == PROFILE_IOT_1

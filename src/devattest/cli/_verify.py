@@ -68,6 +68,11 @@ def verify_command(
     require_hardware: Annotated[bool, typer.Option(
         "--require-hardware", help="Refuse keys not certified as hardware-backed "
         "(adds RequireHardwareBackedKey to the policy).")] = False,
+    allow_unappraised_software: Annotated[bool, typer.Option(
+        "--allow-unappraised-software", help="Explicitly accept signature-only appraisal: "
+        "without Reference Values for its software the result may still affirm, marked "
+        "signature-only (adds AllowUnappraisedSoftware to the policy). Without it such "
+        "Evidence is at most a warning.")] = False,
     ear_out: Annotated[Path | None, typer.Option(
         "--ear-out", help="Also write the signed Attestation Result (EAR JWT) here.")] = None,
     ear_key: Annotated[Path | None, typer.Option(
@@ -103,6 +108,10 @@ def verify_command(
         from devattest.policy import AllOf, RequireHardwareBackedKey
 
         pol = AllOf([pol, RequireHardwareBackedKey()])
+    if allow_unappraised_software:
+        from devattest.policy import AllOf, AllowUnappraisedSoftware
+
+        pol = AllOf([pol, AllowUnappraisedSoftware()])
     if (ear_out is None) != (ear_key is None):
         raise ConfigurationError("--ear-out and --ear-key go together")
     registry = default_registry()

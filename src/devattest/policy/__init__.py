@@ -6,6 +6,7 @@ See ``docs/policy.md`` for the input document, the decision document and the spe
 
 from devattest.policy._base import AppraisalPolicy, PolicyDecision, PolicyInput
 from devattest.policy._builtin import (
+    AllowUnappraisedSoftware,
     DefaultPolicy,
     RequireHardwareBackedKey,
     RequireReferenceValues,
@@ -38,6 +39,7 @@ __all__ = [
     "EMPTY_SET_REASON",
     "TRUST_CLAIMS",
     "AllOf",
+    "AllowUnappraisedSoftware",
     "AnyOf",
     "AppraisalPolicy",
     "DefaultPolicy",

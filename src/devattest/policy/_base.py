@@ -20,8 +20,14 @@ class PolicyInput:
     trust_vector: TrustVector
     #: The Trust Anchor that verified the Evidence.
     key: KeyAnchor
-    #: Whether Reference Values were found for the device class and all matched.
+    #: Whether Reference Values were found for the device class, at least one software
+    #: component was compared with them, and everything matched.
     reference_values_matched: bool
+    #: Whether at least one software component was compared with a Reference Value (step
+    #: 6). When False the derived vector's ``executables`` is 33 (unrecognized runtime) and
+    #: the reasons say ``software_not_appraised``, unless a policy allows signature-only
+    #: appraisal (:class:`~devattest.policy.AllowUnappraisedSoftware`).
+    software_appraised: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,11 @@ class PolicyDecision:
     #: Reason code for a denial (default ``policy_violation``), e.g.
     #: ``hardware_backing_required``.
     code: str | None = None
+    #: The policy explicitly accepts signature-only appraisal: when no software was
+    #: compared with a Reference Value, ``executables`` stays "no claim" instead of 33 and
+    #: the result says ``signature-only`` (docs/policy.md). Ignored when ``allow`` is False
+    #: or when software was appraised.
+    signature_only: bool = False
 
 
 class AppraisalPolicy(Protocol):

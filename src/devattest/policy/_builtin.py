@@ -75,6 +75,30 @@ class RequireReferenceValues:
                               reasons=("the Reference Values were not found or not matched",))
 
 
+class AllowUnappraisedSoftware:
+    """Explicitly accepts signature-only appraisal: Evidence whose software was not compared
+    with any Reference Value may be appraised on its identity and signature alone.
+
+    By default such Evidence is at most ``warning`` (``executables`` 33, reason
+    ``software_not_appraised``). With this policy in the composition, and when every other
+    policy allows, the appraisal is marked ``signature-only`` in the result
+    (``ear_devattest.annotated-evidence.appraisal``) and ``executables`` stays "no claim":
+    nothing about the software is affirmed. When software was compared, it has no effect.
+    Spec: ``{"allow_unappraised_software": true}``.
+    """
+
+    policy_id = "urn:devattest:policy:allow-unappraised-software"
+
+    def evaluate(self, policy_input: PolicyInput) -> PolicyDecision:
+        """Allow; mark the decision signature-only when no software was appraised."""
+        if policy_input.software_appraised:
+            return _ALLOW
+        return _SIGNATURE_ONLY
+
+
+_SIGNATURE_ONLY = PolicyDecision(allow=True, signature_only=True)
+
+
 class RequireTrustVector:
     """Requires a minimum trustworthiness tier per AR4SI claim.
 

@@ -50,7 +50,8 @@ class AllOf(_Composite):
 
     Every policy is evaluated, in order (no short-circuit), so the reasons are complete.
     A trust-vector override by one policy is what the next policies see, and the last
-    override is the decision's.
+    override is the decision's. The decision is signature-only when it allows and a member
+    said so (:class:`~devattest.policy.AllowUnappraisedSoftware`).
     """
 
     _name = "AllOf"
@@ -68,18 +69,20 @@ class AllOf(_Composite):
         reasons: list[str] = []
         override: TrustVector | None = None
         code: str | None = None
+        signature_only = False
         current = policy_input
         for policy in self._policies:
             decision = policy.evaluate(current)
             if not decision.allow and code is None and allow:
                 code = decision.code  # the first denial names the reason code
             allow = allow and decision.allow
+            signature_only = signature_only or decision.signature_only
             reasons.extend(decision.reasons)
             if decision.trust_vector is not None:
                 override = decision.trust_vector
                 current = dataclasses.replace(current, trust_vector=override)
         return PolicyDecision(allow=allow, reasons=tuple(reasons), trust_vector=override,
-                              code=code)
+                              code=code, signature_only=allow and signature_only)
 
 
 class AnyOf(_Composite):

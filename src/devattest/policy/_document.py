@@ -61,6 +61,7 @@ def policy_input_document(policy_input: PolicyInput) -> dict[str, Any]:
             "instance_id": _hex(key.instance_id),
         },
         "reference_values_matched": policy_input.reference_values_matched,
+        "software_appraised": policy_input.software_appraised,
     }
 
 
@@ -111,7 +112,8 @@ def _hex(value: bytes | None) -> str | None:
 
 
 def decision_from_document(doc: Any, *, policy_id: str) -> PolicyDecision:
-    """Parse a decision document ``{"allow": bool, "reasons": [str], "trust_vector": {}}``.
+    """Parse a decision document ``{"allow": bool, "reasons": [str], "trust_vector": {},
+    "signature_only": bool}``.
 
     Unknown members are rejected so that a typo (``"allowed"``) cannot pass silently.
 
@@ -121,7 +123,7 @@ def decision_from_document(doc: Any, *, policy_id: str) -> PolicyDecision:
     where = f"policy {policy_id!r}"
     if not isinstance(doc, dict):
         raise PolicyError(f"{where}: the decision is not an object")
-    unknown = set(doc) - {"allow", "reasons", "trust_vector"}
+    unknown = set(doc) - {"allow", "reasons", "trust_vector", "signature_only"}
     if unknown:
         raise PolicyError(f"{where}: unknown decision member(s) {sorted(unknown)}")
     allow = doc.get("allow")
@@ -132,7 +134,11 @@ def decision_from_document(doc: Any, *, policy_id: str) -> PolicyDecision:
         raise PolicyError(f"{where}: decision.reasons must be a list of strings")
     tv_doc = doc.get("trust_vector")
     vector = None if tv_doc is None else trust_vector_from_document(tv_doc, where=where)
-    return PolicyDecision(allow=allow, reasons=tuple(reasons), trust_vector=vector)
+    signature_only = doc.get("signature_only", False)
+    if not isinstance(signature_only, bool):
+        raise PolicyError(f"{where}: decision.signature_only must be true or false")
+    return PolicyDecision(allow=allow, reasons=tuple(reasons), trust_vector=vector,
+                          signature_only=signature_only)
 
 
 def trust_vector_from_document(doc: Any, *, where: str) -> TrustVector:

@@ -19,6 +19,7 @@ from devattest._documents import loads_strict_json, loads_strict_yaml
 from devattest.errors import ConfigurationError, PolicyError
 from devattest.policy._base import AppraisalPolicy
 from devattest.policy._builtin import (
+    AllowUnappraisedSoftware,
     DefaultPolicy,
     RequireHardwareBackedKey,
     RequireReferenceValues,
@@ -95,6 +96,7 @@ def policy_from_spec(spec: Any, *, rego_loader: Callable[[str], str] | None = No
         {"default": true}                  {"require_hardware_backed_key": true}
         {"require_reference_values": true} {"min_trust": {"executables": "affirming"}}
         {"rego": {"file": "x.rego", "query": "data.devattest.decision"}}
+        {"allow_unappraised_software": true}  (explicit signature-only appraisal)
         {"unsafe_no_op": true}             (tests only; logs a warning on every use)
 
     Args:
@@ -119,6 +121,7 @@ def policy_from_spec(spec: Any, *, rego_loader: Callable[[str], str] | None = No
         "default": DefaultPolicy,
         "require_hardware_backed_key": RequireHardwareBackedKey,
         "require_reference_values": RequireReferenceValues,
+        "allow_unappraised_software": AllowUnappraisedSoftware,
         "unsafe_no_op": UnsafeNoOp,
     }
     if kind in flags:

@@ -34,6 +34,10 @@ class EvidenceScheme(Protocol):
     name: ClassVar[str]
     #: Media types this scheme handles (exact strings, parameters included, lower-case).
     media_types: ClassVar[tuple[str, ...]]
+    #: The profiles (``Claims.profile``: an ``eat_profile`` value, or the scheme's own name
+    #: for its format) this scheme appraises. The core refuses a token whose profile belongs
+    #: to another registered scheme, or to none (no scheme confusion, docs/schemes.md).
+    profiles: ClassVar[tuple[str, ...]]
 
     def decode(self, data: bytes, *, limits: DecodeLimits, options: VerifyOptions
                ) -> DecodedEvidence:

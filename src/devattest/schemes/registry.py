@@ -22,11 +22,14 @@ def normalise_media_type(media_type: str) -> str:
 
 
 class SchemeRegistry:
-    """Maps media types to schemes. Overlapping registrations are refused."""
+    """Maps media types to schemes, and profiles to the schemes that appraise them.
+    Overlapping media-type registrations are refused; a profile may have several schemes
+    (the generic EAT scheme and the constrained-profile one share ``urn:ietf:rfc:rfc9711``)."""
 
     def __init__(self, schemes: Iterable[EvidenceScheme] = ()) -> None:
         self._by_media_type: dict[str, EvidenceScheme] = {}
         self._by_name: dict[str, EvidenceScheme] = {}
+        self._by_profile: dict[str, tuple[str, ...]] = {}
         for s in schemes:
             self.register(s)
 
@@ -46,6 +49,8 @@ class SchemeRegistry:
         for mt in mts:
             self._by_media_type[mt] = scheme
         self._by_name[scheme.name] = scheme
+        for profile in scheme.profiles:
+            self._by_profile[profile] = (*self._by_profile.get(profile, ()), scheme.name)
 
     def for_media_type(self, media_type: str) -> EvidenceScheme:
         """Raises: UnsupportedMediaType."""
@@ -61,6 +66,10 @@ class SchemeRegistry:
             return self._by_name[name]
         except KeyError:
             raise UnsupportedMediaType(f"no evidence scheme named {name!r}") from None
+
+    def schemes_for_profile(self, profile: str) -> tuple[str, ...]:
+        """The names of the schemes that appraise ``profile`` (empty: no scheme knows it)."""
+        return self._by_profile.get(profile, ())
 
     @property
     def media_types(self) -> tuple[str, ...]:

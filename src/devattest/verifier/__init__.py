@@ -2,6 +2,7 @@
 
 from devattest.verifier.core import (
     DEFAULT_RESULT_TTL,
+    SIGNATURE_ONLY,
     SignedResult,
     contraindicated_result,
     find_key,
@@ -13,6 +14,7 @@ from devattest.verifier.nonces import NonceBook
 
 __all__ = [
     "DEFAULT_RESULT_TTL",
+    "SIGNATURE_ONLY",
     "NonceBook",
     "SignedResult",
     "contraindicated_result",

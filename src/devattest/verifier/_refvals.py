@@ -100,3 +100,13 @@ def appraise_reference_values(claims: Claims, refs: ReferenceValueSet
             f"security lifecycle {lc:#06x} is not allowed" if lc is not None
             else "security lifecycle not reported", step="6.6"))
     return problems
+
+
+def compared_components(claims: Claims, refs: ReferenceValueSet) -> int:
+    """How many measured components had at least one Reference Value of their type, i.e.
+    were compared in 6.1-6.4 (0 means nothing about the software was appraised)."""
+    by_type = refs.by_type
+    if not by_type:
+        return 0
+    return sum(1 for comp in claims.software_components
+               if by_type.get(comp.measurement_type or ""))

@@ -8,9 +8,12 @@ tagged where they happen):
    (``x5chain``) validated at ``now`` and bound to the claimed Instance ID.
 3. Verify the signature (or MAC) over the Evidence.
 4. Check freshness: the Evidence's nonce equals the Verifier's, compared in constant time.
-5. Apply the profile's claim rules (mandatory claims, lengths, lifecycle, ``iat``/``exp``).
-6. Appraise the claims against the Reference Values of the device class.
-7. Apply the Appraisal Policy, which may veto or adjust the trustworthiness vector.
+5. Apply the profile's claim rules (mandatory claims, lengths, lifecycle, ``iat``/``exp``);
+   the profile must be one the selected scheme appraises (5.7, no scheme confusion).
+6. Appraise the claims against the Reference Values of the device class; software that no
+   Reference Value was compared with is not affirmed (6.7).
+7. Apply the Appraisal Policy, which may veto or adjust the trustworthiness vector, or
+   explicitly accept signature-only appraisal (7.1).
 
 No I/O, no clock, no globals: everything comes in as an argument. ``verify`` never raises for
 bad Evidence; it returns a contraindicated result that says why. ``verify_strict`` raises.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -32,8 +35,11 @@ from devattest.errors import (
     NonceMismatch,
     NoReferenceValues,
     PolicyViolation,
+    ProfileMismatch,
     ReferenceValueError,
+    SoftwareNotAppraised,
     TokenTooLarge,
+    UnknownProfile,
     VerifierMalfunction,
 )
 from devattest.model import (
@@ -57,7 +63,7 @@ from devattest.model.result import new_appraisal, new_attestation_result, new_tr
 from devattest.policy._base import AppraisalPolicy, PolicyInput
 from devattest.policy._combinators import policy_ids
 from devattest.schemes import EvidenceScheme, SchemeRegistry, default_registry
-from devattest.verifier._refvals import appraise_reference_values
+from devattest.verifier._refvals import appraise_reference_values, compared_components
 from devattest.verifier._trustvector import claim_for_error, worse
 
 #: Default lifetime of an Attestation Result (EAR ``exp - iat``), in seconds.
@@ -74,6 +80,15 @@ _new_policy_input = fast_constructor(PolicyInput)
 _TRUSTWORTHY_INSTANCE = ar4si.TRUSTWORTHY_INSTANCE
 _GENUINE_HARDWARE = ar4si.GENUINE_HARDWARE
 _APPROVED_RUNTIME = ar4si.APPROVED_RUNTIME
+_UNRECOGNIZED_RUNTIME = ar4si.UNRECOGNIZED_RUNTIME
+#: ``annotated-evidence.appraisal`` of a result the policy accepted without any software
+#: compared with a Reference Value (docs/ear.md).
+SIGNATURE_ONLY = "signature-only"
+_SIGNATURE_ONLY_NOTICE = ("signature-only appraisal: no software component was compared with "
+                          "a Reference Value; the Appraisal Policy allows it")
+_SOFTWARE_NOT_APPRAISED = (SoftwareNotAppraised.code,
+                           "no software component was compared with a Reference Value "
+                           "(nothing about the software is vouched for)")
 _sha256 = hashlib.sha256
 
 
@@ -210,11 +225,44 @@ def _check_nonce(carried: Any, expected: bytes) -> None:
     raise NonceMismatch("the Evidence's nonce is not the one the Verifier issued", step="4")
 
 
+def require_scheme_profile(registry: SchemeRegistry, scheme: EvidenceScheme, profile: str,
+                           media_type: str) -> None:
+    """Step 5.7: the token's profile is one the scheme its media type selected appraises.
+
+    The media type comes from the caller (the request, never the token alone); the profile
+    the token claims must agree with it (RFC 9782: the ``eat_profile`` media-type parameter
+    and the claim name one profile; RFC 9711 section 4.3.2). A profile of another registered
+    scheme (a PSA token sent as generic EAT, which would skip PSA's rules) is a mismatch; a
+    profile no registered scheme knows is refused, since no scheme applied its rules.
+
+    Raises:
+        ProfileMismatch: the profile belongs to another registered scheme.
+        UnknownProfile: no registered scheme appraises the profile.
+    """
+    owners = registry.schemes_for_profile(profile)
+    if scheme.name in owners:
+        return
+    shown = safe_text(profile)
+    if owners:
+        raise ProfileMismatch(
+            f"the token's profile {shown} is appraised by the {' or '.join(owners)} scheme, "
+            f"but its media type {safe_text(media_type)} selected the {scheme.name} scheme",
+            step="5.7")
+    raise UnknownProfile(f"no evidence scheme appraises the token's profile {shown}: it "
+                         f"cannot be affirmed", step="5.7")
+
+
+def safe_text(value: str, limit: int = 120) -> str:
+    """``value`` quoted for a message, cut to ``limit`` characters (attacker-chosen text)."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
               scheme: EvidenceScheme, trust_anchors: TrustAnchors,
               reference_values: ReferenceValues | None, policy: AppraisalPolicy,
               limits: DecodeLimits, options: VerifyOptions, verifier_id: VerifierId,
-              result_ttl: int, expected_identity: bytes | None = None) -> AttestationResult:
+              result_ttl: int, expected_identity: bytes | None = None,
+              registry: SchemeRegistry | None = None) -> AttestationResult:
     if trust_anchors.empty:
         raise KeyNotFound("the Trust Anchor set is empty: nothing can be trusted", step="2")
     # Step 1: parse (RFC 9052 section 4.2 / RFC 8392 section 7; scheme-specific profile).
@@ -232,6 +280,9 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
     _check_nonce(decoded.nonce, expected_nonce)
     # Step 5: the profile's claim rules.
     claims = scheme.extract_claims(decoded, now=now, options=options)
+    # 5.7: no scheme confusion: the profile is one this scheme appraises.
+    require_scheme_profile(registry if registry is not None else _default_registry(), scheme,
+                           claims.profile, media_type)
 
     tv: dict[str, int | None] = {
         "instance_identity": _TRUSTWORTHY_INSTANCE,
@@ -246,6 +297,8 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
 
     # Step 6: Reference Values (RFC 9334 section 8.3).
     matched = False
+    compared = 0
+    explained = False  # a step-6 reason already says why executables is not affirmed
     if reference_values is not None:
         refs = reference_values.for_class(claims.class_id)
         problems: list[ReferenceValueError]
@@ -256,26 +309,47 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
                 f"no Reference Values for device class {shown}", step="6")]
         else:
             problems = appraise_reference_values(claims, refs)
+            compared = compared_components(claims, refs)
         if problems:
             for p in problems:
                 c, v = claim_for_error(p)
                 tv[c] = worse(tv.get(c), v)
                 reasons.append((p.code, p.message))
-        else:
+                explained = explained or c == "executables"
+        elif compared:
             matched = True
             tv["executables"] = worse(tv["executables"], _APPROVED_RUNTIME)
-            if claims.security_lifecycle is not None and refs is not None \
-                    and refs.allowed_lifecycles is not None:
-                tv["configuration"] = worse(tv["configuration"], ar4si.APPROVED_CONFIG)
+        if not problems and claims.security_lifecycle is not None and refs is not None \
+                and refs.allowed_lifecycles is not None:
+            tv["configuration"] = worse(tv["configuration"], ar4si.APPROVED_CONFIG)
+    # 6.7: nothing is affirmed that was not appraised. Software that was never compared with
+    # a Reference Value (none given, or none for its components) cannot be vouched for:
+    # executables 33 "unrecognized runtime" (AR4SI; docs/ear.md), so at most warning, unless
+    # the Appraisal Policy explicitly accepts signature-only appraisal (step 7).
+    executables_unappraised = tv["executables"]
+    unappraised_at = -1
+    if not compared:
+        tv["executables"] = worse(executables_unappraised, _UNRECOGNIZED_RUNTIME)
+        if not explained:
+            unappraised_at = len(reasons)
+            reasons.append(_SOFTWARE_NOT_APPRAISED)
     vector = new_trust_vector(**tv)
 
     # Step 7: Appraisal Policy (RFC 9334 section 8.5).
     scheme_name = scheme.name
     decision = policy.evaluate(_new_policy_input(
         scheme=scheme_name, media_type=media_type, claims=claims, trust_vector=vector,
-        key=key, reference_values_matched=matched))
+        key=key, reference_values_matched=matched, software_appraised=compared > 0))
     if decision.trust_vector is not None:
         vector = decision.trust_vector
+    signature_only = unappraised_at >= 0 and decision.allow and decision.signature_only
+    if signature_only:
+        # 7.1: the policy accepts signature-only appraisal explicitly: executables goes back
+        # to what steps 5-6 made it ("no claim" unless a finding set it) and the result says
+        # so below; a policy that replaced the vector decided executables itself.
+        del reasons[unappraised_at]
+        if decision.trust_vector is None:
+            vector = replace(vector, executables=executables_unappraised)
     status = vector.worst_status()
     if not decision.allow:
         status = Status.CONTRAINDICATED
@@ -288,6 +362,9 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
 
     annotated: dict[str, Any] = {"claims": claims.raw, "profile": claims.profile,
                                  "key": key.label or key.authority}
+    if signature_only:
+        annotated["appraisal"] = SIGNATURE_ONLY
+        notices = (*notices, _SIGNATURE_ONLY_NOTICE)
     if notices or claims.annotations:
         annotated["notices"] = [*notices, *claims.annotations]
     sub = new_appraisal(status=status, trust_vector=vector, reasons=tuple(reasons),
@@ -341,8 +418,10 @@ def verify(evidence: bytes, *, media_type: str, expected_nonce: bytes,
         expected_nonce: the nonce the Verifier issued for this Evidence (freshness is never
             optional).
         trust_anchors: keys and CA certificates trusted for attesting keys.
-        reference_values: Reference Values, or None to skip step 6 (executables claim is then
-            left unset and the result says so).
+        reference_values: Reference Values, or None to skip step 6: nothing is then compared,
+            so the result is at most ``warning`` (executables 33, reason
+            ``software_not_appraised``) unless the policy explicitly accepts signature-only
+            appraisal (``AllowUnappraisedSoftware``).
         policy: the Appraisal Policy.
         now: the time of appraisal (timezone-aware datetime or POSIX seconds).
         registry: evidence schemes; the built-in ones by default.
@@ -367,7 +446,7 @@ def verify(evidence: bytes, *, media_type: str, expected_nonce: bytes,
         return _appraise(evidence, media_type, expected_nonce, _as_epoch(now),
                          reg.for_media_type(media_type), trust_anchors, reference_values,
                          policy, limits, options, verifier_id, result_ttl,
-                         expected_identity)
+                         expected_identity, reg)
     except DevattestError as err:
         return contraindicated_result(
             err, evidence=evidence, media_type=media_type, expected_nonce=expected_nonce,
@@ -406,7 +485,7 @@ def verify_strict(evidence: bytes, *, media_type: str, expected_nonce: bytes,
     scheme = reg.for_media_type(media_type)
     return _appraise(evidence, media_type, expected_nonce, epoch, scheme, trust_anchors,
                      reference_values, policy, limits, options, verifier_id, result_ttl,
-                     expected_identity)
+                     expected_identity, reg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,10 +523,12 @@ def verify_and_sign(evidence: bytes, *, media_type: str, expected_nonce: bytes,
 
 __all__ = [
     "DEFAULT_RESULT_TTL",
+    "SIGNATURE_ONLY",
     "SignedResult",
     "contraindicated_result",
     "find_key",
     "require_identity",
+    "require_scheme_profile",
     "verify",
     "verify_and_sign",
     "verify_strict",

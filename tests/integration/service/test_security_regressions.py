@@ -142,3 +142,19 @@ def test_challenge_issued_before_suspension_cannot_be_answered_after(
                     content_type=MEDIA_TYPE, chunks=[evidence])
     assert r.status == 409, r.body
     assert json.loads(r.body)["error"]["code"] == "device_inactive"
+
+
+def test_psa_token_sent_as_generic_eat_is_refused_not_appraised_by_eat(
+        inproc: InProcess) -> None:
+    # Scheme confusion (issue 13 item 9): the request's media type selects the scheme, never
+    # the token alone, and the token's profile must agree with it. A device's PSA token sent
+    # as generic EAT would skip every PSA rule; it is a signed contraindicated result.
+    cid, nonce = inproc.challenge("dev-a")
+    evidence = inproc.devices["dev-a"].token(nonce)
+    r = inproc.call(f"/v1/challenges/{cid}/evidence", who="relying-party",
+                    content_type="application/eat+cwt", chunks=[evidence])
+    assert r.status == 200, r.body
+    result = json.loads(r.body)["result"]
+    assert result["ear_status"] == "contraindicated"
+    (sub,) = result["submods"].values()
+    assert [x["code"] for x in sub["ear_devattest"]["reasons"]] == ["profile_mismatch"]

@@ -25,16 +25,50 @@ def run(*args: str | Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_rfc9783_sign1_affirms() -> None:
+def rfc_refvals(tmp_path: Path) -> Path:
+    """Reference Values for the software of the RFC 9783 vectors (their claims sources)."""
+    refvals = tmp_path / "rfc-refvals.yaml"
+    refvals.write_text(yaml.safe_dump({
+        "format": "devattest.reference-values/v1",
+        "classes": [{
+            "implementation_id": "00" * 32,
+            "components": [{"measurement_type": "PRoT", "measurement_values": ["03" * 32],
+                            "signer_ids": ["04" * 32]}],
+        }],
+    }))
+    return refvals
+
+
+def test_rfc9783_sign1_affirms(tmp_path: Path) -> None:
     code, out = run("verify", RFC / "psa-sign1.cbor", "--key", RFC / "tfm-es-iak.pem",
-                    "--nonce", NONCE)
+                    "--nonce", NONCE, "--refvals", rfc_refvals(tmp_path))
     assert code == 0, out
     assert "affirming" in out
 
 
-def test_rfc9783_mac0_affirms_with_jwk_key_and_json_output() -> None:
-    code, out = run("verify", RFC / "psa-mac0.cbor", "--key", RFC / "tfm-hs-iak.json",
+def test_rfc9783_sign1_without_reference_values_is_only_a_warning() -> None:
+    code, out = run("verify", RFC / "psa-sign1.cbor", "--key", RFC / "tfm-es-iak.pem",
                     "--nonce", NONCE, "--json")
+    assert code == 1, out
+    ear = json.loads(out)
+    assert ear["ear_status"] == "warning"
+    assert ear["submods"]["psa"]["ear_trustworthiness_vector"]["executables"] == 33
+    reasons = ear["submods"]["psa"]["ear_devattest"]["reasons"]
+    assert [r["code"] for r in reasons] == ["software_not_appraised"]
+
+
+def test_signature_only_appraisal_is_explicit_and_reported() -> None:
+    code, out = run("verify", RFC / "psa-sign1.cbor", "--key", RFC / "tfm-es-iak.pem",
+                    "--nonce", NONCE, "--json", "--allow-unappraised-software")
+    assert code == 0, out
+    sub = json.loads(out)["submods"]["psa"]
+    assert "executables" not in sub["ear_trustworthiness_vector"]
+    assert sub["ear_devattest"]["annotated-evidence"]["appraisal"] == "signature-only"
+
+
+def test_rfc9783_mac0_affirms_with_jwk_key_and_json_output(tmp_path: Path) -> None:
+    code, out = run("verify", RFC / "psa-mac0.cbor", "--key", RFC / "tfm-hs-iak.json",
+                    "--nonce", NONCE, "--json", "--refvals", rfc_refvals(tmp_path))
     assert code == 0, out
     ear = json.loads(out)
     assert ear["ear_status"] == "affirming"
@@ -42,9 +76,9 @@ def test_rfc9783_mac0_affirms_with_jwk_key_and_json_output() -> None:
     assert ear["submods"]["psa"]["ear_trustworthiness_vector"]["instance-identity"] == 2
 
 
-def test_hex_token_file_is_accepted() -> None:
+def test_hex_token_file_is_accepted(tmp_path: Path) -> None:
     code, _ = run("verify", RFC / "psa-sign1.hex", "--key", RFC / "tfm-es-iak.pem",
-                  "--nonce", NONCE)
+                  "--nonce", NONCE, "--refvals", rfc_refvals(tmp_path))
     assert code == 0
 
 
@@ -109,7 +143,8 @@ def test_token_create_inspect_verify_round_trip_psa(tmp_path: Path) -> None:
     shown = json.loads(out)
     assert shown["structure"] == "sign1"
     assert shown["protected"]["1"] == -7
-    code, out = run("verify", out_file, "--key", key, "--nonce", "ab" * 32)
+    code, out = run("verify", out_file, "--key", key, "--nonce", "ab" * 32,
+                    "--refvals", rfc_refvals(tmp_path))
     assert code == 0, out
 
 
@@ -122,8 +157,12 @@ def test_token_create_eat_and_verify(tmp_path: Path) -> None:
     code, out = run("token", "create", "--type", "eat", "--claims", claims, "--key", key,
                     "--out", token, "--nonce", "cd" * 32)
     assert code == 0, out
+    # The token measures no software: it affirms only under explicit signature-only appraisal.
     code, out = run("verify", token, "--key", key, "--nonce", "cd" * 32,
                     "--media-type", "application/eat+cwt")
+    assert code == 1, out
+    code, out = run("verify", token, "--key", key, "--nonce", "cd" * 32,
+                    "--media-type", "application/eat+cwt", "--allow-unappraised-software")
     assert code == 0, out
 
 
@@ -140,3 +179,45 @@ def test_ear_verify_checks_the_signature(tmp_path: Path) -> None:
     code, out = run("ear", "verify", tampered, "--key", arc / "arc-data" / "pkey.json",
                     "--now", "1666091374")
     assert code == 3 and "signature" in out.lower()
+
+
+def _psa_profile_token(tmp_path: Path, *, tagged: bool) -> tuple[Path, Path]:
+    """A PSA-profile token (RFC 9783 claims) signed with a fresh key: (token, key)."""
+    from devattest.schemes.psa import create_psa_token
+
+    key = _key(tmp_path)
+    private = serialization.load_pem_private_key(key.read_bytes(), None)
+    source = yaml.safe_load((RFC / "sign1-claims.yaml").read_text())
+    token = tmp_path / "psa-profile.cbor"
+    token.write_bytes(create_psa_token(source, private, tagged=tagged))
+    return token, key
+
+
+@pytest.mark.parametrize("media_type", [None, "application/eat+cwt"])
+def test_cli_cannot_route_an_untagged_psa_profile_token_to_the_generic_eat_scheme(
+        tmp_path: Path, media_type: str | None) -> None:
+    # The PSA scheme needs the COSE tag, so sniffing picks the generic EAT scheme for an
+    # untagged Sign1: its PSA profile must make that a refusal, never an affirmation.
+    token, key = _psa_profile_token(tmp_path, tagged=False)
+    extra = ["--media-type", media_type] if media_type else []
+    code, out = run("verify", token, "--key", key, "--nonce", NONCE, "--json",
+                    "--refvals", rfc_refvals(tmp_path), "--allow-unappraised-software",
+                    *extra)
+    assert code == 2, out
+    (sub,) = json.loads(out)["submods"].values()
+    assert [r["code"] for r in sub["ear_devattest"]["reasons"]] == ["profile_mismatch"]
+
+
+def test_cli_token_with_an_unknown_profile_is_not_affirmed(tmp_path: Path) -> None:
+    key = _key(tmp_path)
+    claims = tmp_path / "eat.yaml"
+    claims.write_text(yaml.safe_dump({"ueid": "01" + "aa" * 32,
+                                      "eat_profile": "tag:example.com,2025:private"}))
+    token = tmp_path / "eat.cbor"
+    code, out = run("token", "create", "--type", "eat", "--claims", claims, "--key", key,
+                    "--out", token, "--nonce", "cd" * 32)
+    assert code == 0, out
+    code, out = run("verify", token, "--key", key, "--nonce", "cd" * 32,
+                    "--allow-unappraised-software")
+    assert code == 2, out
+    assert "unknown_profile" in out

@@ -37,6 +37,7 @@ from devattest.schemes.tpm.structures import parse_public
 from devattest.verifier import verify, verify_strict
 from tests.unit.crypto.conftest import NOW, der
 from tests.unit.tpm._build import AK_ATTRS, build, ecc_public, tpm2b
+from tests.unit.tpm.test_tpm_scheme import REFS as TPM_BOOT_REFS
 
 RESTRICTED, FIXED_PARENT, DECRYPT = 1 << 16, 1 << 4, 1 << 17
 SUBJECT = pki.device_name(organization="Acme", serial="GW-1")
@@ -308,8 +309,8 @@ def test_software_quote_with_ak_certificate_chain_through_verify(
     def run(anchors: TrustAnchors, evidence: bytes = ev, strict: bool = True) -> object:
         fn = verify_strict if strict else verify
         return fn(evidence, media_type=MEDIA_TYPE, expected_nonce=b.nonce,
-                  trust_anchors=anchors, reference_values=None, policy=DefaultPolicy(),
-                  now=NOW, registry=reg)
+                  trust_anchors=anchors, reference_values=TPM_BOOT_REFS,
+                  policy=DefaultPolicy(), now=NOW, registry=reg)
 
     anchors = TrustAnchors.of(certificates=[CertificateAnchor(acme.root.certificate, "m")])
     res = run(anchors)

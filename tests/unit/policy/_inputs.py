@@ -11,7 +11,8 @@ GOOD_TV = TrustVector(instance_identity=2, executables=2, hardware=2)
 
 
 def make_input(*, tv: TrustVector = GOOD_TV, hardware_backed: bool = True,
-               matched: bool = True, authority: str = "") -> PolicyInput:
+               matched: bool = True, authority: str = "",
+               software_appraised: bool | None = None) -> PolicyInput:
     claims = Claims(
         profile="tag:psacertified.org,2023:psa#tfm", nonce=b"\x01" * 32,
         instance_id=b"\x01" + b"\x22" * 32, class_id=b"\x7f" * 32, security_lifecycle=0x3000,
@@ -26,7 +27,8 @@ def make_input(*, tv: TrustVector = GOOD_TV, hardware_backed: bool = True,
         scheme="psa", media_type="application/psa-attestation-token", claims=claims,
         trust_vector=tv, key=KeyAnchor(public_key=None, label="dev-1", kid=b"k",
                                        hardware_backed=hardware_backed, authority=authority),
-        reference_values_matched=matched)
+        reference_values_matched=matched,
+        software_appraised=matched if software_appraised is None else software_appraised)
 
 
 @dataclasses.dataclass

@@ -10,6 +10,7 @@ from devattest.errors import ConfigurationError, PolicyError
 from devattest.model import TrustVector
 from devattest.policy import (
     AllOf,
+    AllowUnappraisedSoftware,
     AnyOf,
     DefaultPolicy,
     RegoPolicy,
@@ -28,7 +29,10 @@ def test_input_document_shape() -> None:
     assert set(doc) == {
         "scheme", "media_type", "profile", "instance_id", "class_id", "security_lifecycle",
         "debug_enabled", "boot_count", "software_components", "claims", "annotations",
-        "findings", "trust_vector", "status", "key", "reference_values_matched"}
+        "findings", "trust_vector", "status", "key", "reference_values_matched",
+        "software_appraised"}
+    assert doc["software_appraised"] is True
+    assert policy_input_document(make_input(matched=False))["software_appraised"] is False
     assert doc["instance_id"] == "01" + "22" * 32 and doc["class_id"] == "7f" * 32
     assert doc["software_components"][0] == {
         "measurement_type": "BL", "measurement_value": "aa" * 32, "signer_id": "05" * 32,
@@ -55,6 +59,25 @@ def test_spec_builds_composed_built_ins() -> None:
     assert isinstance(inner.policies[1], DefaultPolicy)
     assert policy.evaluate(make_input()).allow is True
     assert policy.evaluate(make_input(hardware_backed=False)).allow is False
+
+
+def test_signature_only_appraisal_is_an_explicit_spec_node() -> None:
+    policy = policy_from_spec({"all_of": [{"default": True},
+                                          {"allow_unappraised_software": True}]})
+    assert isinstance(policy, AllOf)
+    assert isinstance(policy.policies[1], AllowUnappraisedSoftware)
+    unappraised = policy.evaluate(make_input(matched=False))
+    assert unappraised.allow is True and unappraised.signature_only is True
+    assert policy.evaluate(make_input()).signature_only is False
+    with pytest.raises(PolicyError, match="takes the value true"):
+        policy_from_spec({"allow_unappraised_software": "yes"})
+
+
+def test_signature_only_is_never_granted_by_a_denying_composition() -> None:
+    policy = policy_from_spec({"all_of": [{"require_hardware_backed_key": True},
+                                          {"allow_unappraised_software": True}]})
+    decision = policy.evaluate(make_input(matched=False, hardware_backed=False))
+    assert decision.allow is False and decision.signature_only is False
 
 
 @pytest.mark.parametrize(("spec", "match"), [

@@ -75,6 +75,29 @@ def test_decision_reasons_and_trust_vector_override() -> None:
     assert decision.trust_vector == TrustVector(instance_identity=2, executables=33)
 
 
+def test_rego_decision_may_accept_signature_only_appraisal_explicitly() -> None:
+    src = """
+    package devattest
+    import rego.v1
+    default unappraised := false
+    unappraised if input.software_appraised == false
+    decision := {"allow": true, "signature_only": unappraised}
+    """
+    policy = RegoPolicy(src, "t")
+    assert policy.evaluate(make_input(matched=False)).signature_only is True
+    assert policy.evaluate(make_input()).signature_only is False
+
+
+def test_rego_signature_only_must_be_a_boolean() -> None:
+    src = """
+    package devattest
+    import rego.v1
+    decision := {"allow": true, "signature_only": "yes"}
+    """
+    with pytest.raises(PolicyError, match="signature_only must be true or false"):
+        RegoPolicy(src, "t").evaluate(make_input())
+
+
 def test_custom_query_and_data() -> None:
     src = """
     package site.policy

@@ -14,7 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devattest import errors
-from devattest.model import DEFAULT_LIMITS, DEFAULT_OPTIONS, DecodeLimits, Status, TrustAnchors
+from devattest.model import (
+    DEFAULT_LIMITS,
+    DEFAULT_OPTIONS,
+    ComponentReference,
+    DecodeLimits,
+    ReferenceValues,
+    ReferenceValueSet,
+    Status,
+    TrustAnchors,
+)
 from devattest.policy._builtin import DefaultPolicy
 from devattest.schemes import SchemeRegistry
 from devattest.schemes.tpm import (
@@ -35,10 +44,17 @@ SCHEME = TpmQuoteScheme()
 REG = SchemeRegistry([SCHEME])
 
 
-def run(ev: bytes, nonce: bytes, anchor: object) -> object:
+#: Reference Values for the software of ``_build.BOOT``.
+REFS = ReferenceValues.of([ReferenceValueSet(class_id="unit-class", components=(
+    ComponentReference("bootloader", frozenset({hashlib.sha256(b"bl").digest()})),
+    ComponentReference("kernel", frozenset({hashlib.sha256(b"k").digest()}))))])
+
+
+def run(ev: bytes, nonce: bytes, anchor: object,
+        refs: ReferenceValues | None = None) -> object:
     return verify_strict(ev, media_type=MEDIA_TYPE, expected_nonce=nonce,
                          trust_anchors=TrustAnchors.of(keys=[anchor]),  # type: ignore[list-item]
-                         reference_values=None, policy=DefaultPolicy(), now=0, registry=REG)
+                         reference_values=refs, policy=DefaultPolicy(), now=0, registry=REG)
 
 
 def _edit(ev: bytes, k: int, v: object) -> bytes:
@@ -50,8 +66,10 @@ def _edit(ev: bytes, k: int, v: object) -> bytes:
 # ------------------------------------------------------------------ the happy path
 def test_software_built_quote_verifies() -> None:
     b = build()
-    res = run(b.evidence, b.nonce, b.anchor)
+    res = run(b.evidence, b.nonce, b.anchor, REFS)
     assert res.status is Status.AFFIRMING  # type: ignore[attr-defined]
+    # Without Reference Values the quote says who signed, not what booted: not affirmed.
+    assert run(b.evidence, b.nonce, b.anchor).status is Status.WARNING  # type: ignore[attr-defined]
     d = SCHEME.decode(b.evidence, limits=DEFAULT_LIMITS, options=DEFAULT_OPTIONS)
     c = SCHEME.extract_claims(d, now=0, options=DEFAULT_OPTIONS)
     assert c.class_id == "unit-class"

@@ -45,6 +45,7 @@ class Decoded:
 class UnitScheme:
     name: ClassVar[str] = "unit"
     media_types: ClassVar[tuple[str, ...]] = (MEDIA_TYPE,)
+    profiles: ClassVar[tuple[str, ...]] = ("unit",)
 
     def decode(self, data: bytes, *, limits: DecodeLimits, options: VerifyOptions) -> Decoded:
         if len(data) < 33:

@@ -17,7 +17,15 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from devattest.cose import ES256, ES384, HS256, PrivateKeySigner, create_sign1
 from devattest.ear import verify_ear_jwt
 from devattest.errors import NonceReplayed
-from devattest.model import KeyAnchor, Status, TrustAnchors, VerifyOptions
+from devattest.model import (
+    ComponentReference,
+    KeyAnchor,
+    ReferenceValues,
+    ReferenceValueSet,
+    Status,
+    TrustAnchors,
+    VerifyOptions,
+)
 from devattest.policy import DefaultPolicy
 from devattest.schemes.psa import create_psa_token, encode_psa_claims, psa_instance_id
 from devattest.verifier import NonceBook, contraindicated_result, verify_and_sign
@@ -30,6 +38,10 @@ PUB = KEY.public_key()
 IID = psa_instance_id(PUB)
 EAR_KEY = ec.generate_private_key(ec.SECP256R1())
 ANCHORS = TrustAnchors.of(keys=[KeyAnchor(public_key=PUB, instance_id=IID)])
+#: Reference Values for the software of ``claims()``: a good token affirms only with them.
+REFS = ReferenceValues.of([ReferenceValueSet(class_id=b"\x11" * 32, components=(
+    ComponentReference("BL", frozenset({hashlib.sha256(b"bl").digest()}),
+                       frozenset({b"\x33" * 32})),))])
 
 
 def claims(nonce: bytes = NONCE) -> dict[str, object]:
@@ -52,7 +64,7 @@ def signed_verdict(token: bytes, *, nonce: bytes = NONCE,
                    options: VerifyOptions | None = None) -> tuple[str, str]:
     """Appraise, sign, verify the EAR as a Relying Party; return (status, first reason)."""
     signed = verify_and_sign(token, media_type=PSA, expected_nonce=nonce,
-                             trust_anchors=anchors, reference_values=None,
+                             trust_anchors=anchors, reference_values=REFS,
                              policy=DefaultPolicy(), now=NOW, signing_key=EAR_KEY,
                              options=options or VerifyOptions())
     ear = verify_ear_jwt(signed.ear_jwt, EAR_KEY.public_key(), now=NOW)
@@ -122,7 +134,7 @@ def test_rejects_alg_only_in_unprotected_header() -> None:
 def test_legacy_unprotected_alg_is_accepted_only_on_request_and_reported() -> None:
     token = _resign({}, {1: ES256})
     signed = verify_and_sign(token, media_type=PSA, expected_nonce=NONCE, trust_anchors=ANCHORS,
-                             reference_values=None, policy=DefaultPolicy(), now=NOW,
+                             reference_values=REFS, policy=DefaultPolicy(), now=NOW,
                              signing_key=EAR_KEY,
                              options=VerifyOptions(allow_unprotected_alg=True))
     assert signed.result.status is Status.AFFIRMING

@@ -176,10 +176,92 @@ def test_no_reference_values_for_class() -> None:
     assert r.status is Status.WARNING and r.reasons[0][0] == "no_reference_values"
 
 
-def test_reference_values_skipped_leave_executables_unset() -> None:
+def test_token_whose_software_was_never_compared_is_not_affirmed() -> None:
+    # Issue 13 item 8: a valid signature without Reference Values used to affirm with only
+    # instance-identity set. Nothing is affirmed that was not appraised.
     r = run(make_evidence(KEY, claims()), refs=None)
+    assert r.status is Status.WARNING
+    assert r.submods["unit"].trust_vector.executables == ar4si.UNRECOGNIZED_RUNTIME
+    assert [c for c, _ in r.reasons] == ["software_not_appraised"]
+    assert "appraisal" not in r.submods["unit"].annotated_evidence
+
+
+def test_reference_values_that_compare_none_of_the_components_do_not_affirm() -> None:
+    # Reference Values for the class that name none of the measured components (unknown
+    # components tolerated) compare nothing: not a match, not affirming.
+    refs = ReferenceValues.of([ReferenceValueSet(
+        class_id="model-a", components=(ComponentReference("OTHER", required=False),),
+        reject_unknown_components=False)])
+    r = run(make_evidence(KEY, claims()), refs=refs)
+    assert r.status is Status.WARNING
+    assert r.submods["unit"].trust_vector.executables == ar4si.UNRECOGNIZED_RUNTIME
+    assert [c for c, _ in r.reasons] == ["software_not_appraised"]
+
+
+def test_reference_values_with_only_lifecycles_do_not_affirm_the_software() -> None:
+    refs = ReferenceValues.of([ReferenceValueSet(
+        class_id="model-a", allowed_lifecycles=frozenset({0x3000}),
+        reject_unknown_components=False)])
+    r = run(make_evidence(KEY, claims()), refs=refs)
+    assert r.status is Status.WARNING
+    tv = r.submods["unit"].trust_vector
+    assert tv.executables == ar4si.UNRECOGNIZED_RUNTIME
+    assert tv.configuration == ar4si.APPROVED_CONFIG
+
+
+def test_token_without_software_components_is_not_affirmed() -> None:
+    r = run(make_evidence(KEY, claims(components=[])), refs=ReferenceValues.of([
+        ReferenceValueSet(class_id="model-a")]))
+    assert r.status is Status.WARNING
+    assert [c for c, _ in r.reasons] == ["software_not_appraised"]
+
+
+def test_signature_only_policy_keeps_executables_no_claim_and_says_so() -> None:
+    from devattest.policy import AllOf, AllowUnappraisedSoftware, DefaultPolicy
+    from devattest.verifier import SIGNATURE_ONLY
+
+    r = run(make_evidence(KEY, claims()), refs=None,
+            policy=AllOf([DefaultPolicy(), AllowUnappraisedSoftware()]))
+    assert r.status is Status.AFFIRMING, r.reasons
+    sub = r.submods["unit"]
+    assert sub.trust_vector.executables is None
+    assert sub.annotated_evidence["appraisal"] == SIGNATURE_ONLY
+    assert any("signature-only" in n for n in sub.annotated_evidence["notices"])
+    assert r.reasons == ()
+    assert sub.appraisal_policy_ids == ("urn:devattest:policy:default",
+                                        "urn:devattest:policy:allow-unappraised-software")
+
+
+def test_signature_only_policy_does_not_lift_a_reference_value_mismatch() -> None:
+    from devattest.policy import AllowUnappraisedSoftware
+
+    r = run(make_evidence(KEY, claims(**{"class": "model-z"})),
+            policy=AllowUnappraisedSoftware())
+    assert r.status is Status.WARNING
+    assert [c for c, _ in r.reasons] == ["no_reference_values"]
+    assert "appraisal" not in r.submods["unit"].annotated_evidence
+
+
+def test_signature_only_policy_has_no_effect_when_software_was_appraised() -> None:
+    from devattest.policy import AllowUnappraisedSoftware
+
+    r = run(make_evidence(KEY, claims()), policy=AllowUnappraisedSoftware())
     assert r.status is Status.AFFIRMING
-    assert r.submods["unit"].trust_vector.executables is None
+    sub = r.submods["unit"]
+    assert sub.trust_vector.executables == ar4si.APPROVED_RUNTIME
+    assert "appraisal" not in sub.annotated_evidence
+
+
+def test_signature_only_is_not_granted_when_another_policy_denies() -> None:
+    from devattest.policy import AllOf, AllowUnappraisedSoftware
+
+    anchors = TrustAnchors.of(keys=[KeyAnchor(public_key=KEY)])
+    r = run(make_evidence(KEY, claims()), anchors=anchors, refs=None,
+            policy=AllOf([DenyUnlessHardware(), AllowUnappraisedSoftware()]))
+    assert r.status is Status.CONTRAINDICATED
+    codes = [c for c, _ in r.reasons]
+    assert "software_not_appraised" in codes and "policy_violation" in codes
+    assert "appraisal" not in r.submods["unit"].annotated_evidence
 
 
 def test_policy_veto_is_contraindicated_with_reason() -> None:

@@ -170,6 +170,8 @@ class EatScheme:
 
     name: ClassVar[str] = "eat"
     media_types: ClassVar[tuple[str, ...]] = (MEDIA_TYPE_EAT_CWT,)
+    #: No ``eat_profile`` claim, or the constrained profile (whose rules it applies).
+    profiles: ClassVar[tuple[str, ...]] = (PROFILE_GENERIC, PROFILE_CONSTRAINED)
     #: A profile the media type itself demands (RFC 9782 ``eat_profile`` parameter): its
     #: rules apply even when the token omits the ``eat_profile`` claim.
     required_profile: ClassVar[str | None] = None
@@ -324,4 +326,6 @@ class EatConstrainedScheme(EatScheme):
 
     name: ClassVar[str] = "eat-rfc9711"
     media_types: ClassVar[tuple[str, ...]] = (MEDIA_TYPE_EAT_CWT_CONSTRAINED,)
+    #: The media type names the profile, so a token without the claim is one too.
+    profiles: ClassVar[tuple[str, ...]] = (PROFILE_CONSTRAINED, PROFILE_GENERIC)
     required_profile: ClassVar[str | None] = PROFILE_CONSTRAINED

@@ -54,6 +54,9 @@ class ExampleScheme:
     # The registry keys schemes by these two class attributes.
     name: ClassVar[str] = "example"
     media_types: ClassVar[tuple[str, ...]] = (MEDIA_TYPE,)
+    #: The profiles ``extract_claims`` reports; the core refuses any other (no scheme
+    #: confusion).
+    profiles: ClassVar[tuple[str, ...]] = (PROFILE,)
 
     def decode(self, data: bytes, *, limits: DecodeLimits, options: VerifyOptions
                ) -> ExampleEvidence:

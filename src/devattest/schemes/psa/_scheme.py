@@ -37,6 +37,9 @@ from devattest.schemes.psa._claims import (
 from devattest.schemes.psa._profiles import (
     MEDIA_TYPE_EAT_CWT,
     MEDIA_TYPE_PSA,
+    PROFILE_IOT_1,
+    PROFILE_PSA_2_0_0,
+    PROFILE_RFC9783,
     UEID_TYPE_RAND,
     PsaProfile,
 )
@@ -107,6 +110,7 @@ class PsaScheme:
 
     name: ClassVar[str] = "psa"
     media_types: ClassVar[tuple[str, ...]] = (MEDIA_TYPE_EAT_CWT, MEDIA_TYPE_PSA)
+    profiles: ClassVar[tuple[str, ...]] = (PROFILE_RFC9783, PROFILE_PSA_2_0_0, PROFILE_IOT_1)
 
     def __init__(self) -> None:
         # A memo of instance_id_for_key: a warm verified-chain cache hands back the same key

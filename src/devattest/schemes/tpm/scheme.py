@@ -213,6 +213,7 @@ class TpmQuoteScheme:
 
     name: ClassVar[str] = "tpm"
     media_types: ClassVar[tuple[str, ...]] = (MEDIA_TYPE,)
+    profiles: ClassVar[tuple[str, ...]] = (PROFILE,)
 
     def __init__(self, *, pcr_selection: PcrSelection = DEFAULT_PCR_SELECTION,
                  max_events: int = 1024) -> None:

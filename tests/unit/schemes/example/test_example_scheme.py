@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from devattest.model import KeyAnchor, Status, TrustAnchors
+from devattest.model import (
+    ComponentReference,
+    KeyAnchor,
+    ReferenceValues,
+    ReferenceValueSet,
+    Status,
+    TrustAnchors,
+)
 from devattest.policy import DefaultPolicy
 from devattest.schemes import SchemeRegistry, default_registry
 from devattest.schemes.example import MEDIA_TYPE, ExampleScheme, create_example_evidence
@@ -14,12 +21,15 @@ from devattest.verifier import verify
 KEY = ec.generate_private_key(ec.SECP256R1())
 NONCE = b"\x42" * 16
 REGISTRY = SchemeRegistry([ExampleScheme()])
+#: The firmware model-x may run: without Reference Values nothing would be affirmed.
+REFS = ReferenceValues.of([ReferenceValueSet(class_id="model-x", components=(
+    ComponentReference("firmware", frozenset({b"\x01" * 32})),))])
 
 
 def appraise(evidence: bytes, key: object = KEY.public_key()) -> object:
     return verify(evidence, media_type=MEDIA_TYPE, expected_nonce=NONCE,
                   trust_anchors=TrustAnchors.of([KeyAnchor(key, kid=b"dev-1")]),
-                  reference_values=None, policy=DefaultPolicy(), now=1_800_000_000,
+                  reference_values=REFS, policy=DefaultPolicy(), now=1_800_000_000,
                   registry=REGISTRY)
 
 
