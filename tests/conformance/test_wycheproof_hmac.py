@@ -119,3 +119,14 @@ def test_psa_mac0_with_an_empty_or_truncated_tag_is_not_affirmed(length: int) ->
     result = _appraise(token, key)
     assert result.status is Status.CONTRAINDICATED
     assert [c for c, _ in result.reasons] == ["signature_invalid"]
+
+
+def test_mac_keyed_with_the_empty_key_is_refused() -> None:
+    """Anyone can compute an HMAC under the empty key: a Trust Anchor that is empty bytes
+    must not make such a tag verify."""
+    from devattest.errors import AlgorithmError
+
+    msg = b"ToBeMaced"
+    tag = hmac.new(b"", msg, hashlib.sha256).digest()
+    with pytest.raises(AlgorithmError, match="empty MAC key"):
+        _verify_mac(HS256, b"", msg, tag)

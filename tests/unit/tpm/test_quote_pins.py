@@ -7,12 +7,14 @@ the carried PCR values and the event log.
 from __future__ import annotations
 
 import hashlib
+import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cbor2
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from devattest.crypto.pki import (
     build_csr,
@@ -35,7 +37,16 @@ from devattest.schemes.tpm import MEDIA_TYPE, TpmQuoteScheme
 from devattest.schemes.tpm.eventlog import compact_event_data
 from devattest.schemes.tpm.structures import object_name
 from devattest.verifier import verify
-from tests.unit.tpm._build import BOOT, attest, build, ecc_public, ecdsa_signature, pcr_select
+from tests.unit.tpm._build import (
+    AK_ATTRS,
+    BOOT,
+    attest,
+    build,
+    ecc_public,
+    ecdsa_signature,
+    pcr_select,
+    tpm2b,
+)
 
 REG = SchemeRegistry([TpmQuoteScheme()])
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -151,3 +162,31 @@ def test_tpm_ak_certified_by_x5chain_has_no_implied_tpm_name_and_is_not_bound() 
     assert "key_mismatch" not in [c for c, _ in r.reasons], r.reasons
     r = _run(ev, anchors, expected=b.anchor.instance_id)
     assert _codes(r) == [("key_mismatch", "2.5")]
+
+
+def test_ak_that_can_also_decrypt_is_not_an_attestation_key() -> None:
+    """Step 3.2: restricted|sign|fixedTPM is not enough if the key can also decrypt (TPM 2.0
+    Part 1 section 27.2.2: a restricted decryption key is a storage parent; an AK is a
+    signing key only)."""
+    decrypt = 1 << 17
+    b = build(nonce=NONCE, attrs=AK_ATTRS | decrypt)
+    r = _run(b.evidence, TrustAnchors.of(keys=[b.anchor]))
+    assert _codes(r) == [("ak_attributes_invalid", "3.2")]
+
+
+def test_quote_signed_with_another_hash_than_the_ak_scheme_is_refused() -> None:
+    """Step 3.3: the AK's scheme fixes ECDSA with SHA-256; a signature that says SHA-384 is
+    not one the TPM made with this AK's scheme (a hash substitution), even if it verifies."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    vals = _replay(BOOT, range(8))
+    at = attest(nonce=NONCE, select=pcr_select(range(8)),
+                pcr_digest=hashlib.sha384(b"".join(vals[i] for i in range(8))).digest())
+    r_, s_ = decode_dss_signature(key.sign(at, ec.ECDSA(hashes.SHA384())))
+    sig = struct.pack(">HH", 0x0018, 0x000C) + tpm2b(r_.to_bytes(32, "big")) + tpm2b(
+        s_.to_bytes(32, "big"))
+    pub = ecc_public(key.public_key())
+    ev = cbor2.dumps({1: at, 2: sig, 3: {0x000B: vals}, 4: BOOT, 5: pub}, canonical=True)
+    anchors = TrustAnchors.of(keys=[KeyAnchor(key.public_key(),
+                                              instance_id=object_name(0x000B, pub))])
+    r = _run(ev, anchors)
+    assert _codes(r) == [("algorithm_rejected", "3.3")]

@@ -34,3 +34,27 @@ def test_ueid_of_a_reserved_or_unknown_type_is_an_invalid_claim(ueid_type: int) 
 def test_ueid_of_a_defined_type_is_accepted(ueid_type: int) -> None:
     size = {0x01: 16, 0x02: 6, 0x03: 14}[ueid_type]
     assert "invalid_claim" not in [c for c, _ in _codes(bytes([ueid_type]) + b"\x5a" * size)]
+
+
+@pytest.mark.parametrize("ueid_type", [0x00, 0x02])
+def test_psa_instance_id_that_is_not_a_rand_ueid_is_an_invalid_claim(ueid_type: int) -> None:
+    """RFC 9783 section 4.2.1: the Instance ID is a RAND UEID (type 0x01); type 0x00 is
+    reserved and must not pass as one."""
+    from devattest.schemes.psa import MEDIA_TYPE_PSA, create_psa_token
+
+    psa_nonce = bytes(range(32))
+    claims = {
+        "profile_id": "tag:psacertified.org,2023:psa#tfm",
+        "client_id": 1, "security_lifecycle": "sl_secured",
+        "implementation_id": bytes(32), "boot_seed": bytes(32), "challenge": psa_nonce,
+        "instance_id": bytes([ueid_type]) + b"\x5a" * 32,
+        "sw_components": [{"sw_component_type": "BL", "measurement_value": bytes(32),
+                           "signer_id": bytes(32)}],
+    }
+    r = verify(create_psa_token(claims, KEY), media_type=MEDIA_TYPE_PSA,
+               expected_nonce=psa_nonce,
+               trust_anchors=TrustAnchors.of(keys=[KeyAnchor(KEY.public_key())]),
+               reference_values=None, policy=DefaultPolicy(), now=1_800_000_000)
+    reasons = [c for c, _ in r.reasons]
+    assert reasons == ["invalid_claim"]
+    assert "UEID type 0x01" in r.reasons[0][1]
