@@ -419,3 +419,44 @@ def test_statement_cancelled_midway_does_not_poison_the_pool(pg_url: str) -> Non
 
     assert _run(scenario()) == 42
     _run(hot.close())
+
+
+def test_record_step_called_twice_on_one_challenge_writes_nothing_the_second_time(
+        world: tuple[AppContext, dict[str, PsaDevice]], pg_url: str) -> None:
+    """Statement 2 consumes the nonce as it records: a second recording for the same
+    challenge (a retried or concurrent request with other Evidence) must consume nothing and
+    append no history row, so one nonce can never yield two appraisals."""
+    import secrets
+
+    from devattest.store.async_hotpath import AsyncPgHotPath, IssuedTarget
+
+    ctx, devices = world
+    _run(_attest(ctx, devices["dev-a"]))  # the status is set: the next record is plain
+    hot = AsyncPgHotPath(pg_url, size=1)
+    now = datetime.now(UTC)
+
+    async def twice() -> tuple[int | None, int | None, str]:
+        target = await hot.issue(challenge_id=secrets.token_hex(16), device_id="dev-a",
+                                 nonce=secrets.token_bytes(32), now=now,
+                                 expires_at=now + timedelta(minutes=5))
+        assert isinstance(target, IssuedTarget)
+
+        async def record(digest: str) -> int | None:
+            return await hot.record_appraised(
+                target, generation=target.generation, status=target.status,
+                media_type=MEDIA_TYPE, evidence_sha256=digest, reasons=[], ear="ear",
+                ear_expires_at=None, now=now)
+
+        first = await record("1" * 64)
+        second = await record("2" * 64)
+        return first, second, target.challenge_id
+
+    try:
+        first, second, challenge_id = _run(twice())
+    finally:
+        _run(hot.close())
+    assert first is not None and second is None
+    with ctx.store.read() as s:
+        rows = s.scalars(select(Attestation.evidence_sha256)
+                         .where(Attestation.challenge_id == challenge_id)).all()
+    assert rows == ["1" * 64]
