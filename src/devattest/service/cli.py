@@ -116,6 +116,44 @@ def serve(
                 timeout_graceful_shutdown=5, **tls)  # type: ignore[arg-type]
 
 
+@admin_app.command("migrate")
+def migrate_database(
+    data_dir: DataDir = None, db_url: DbUrl = None, config: ConfigFile = None,
+    wait: Annotated[float, typer.Option(
+        min=0, max=3600, help="Seconds to wait for the database to answer first.")] = 0,
+) -> None:
+    """Migrate the database to the newest schema (alembic upgrade head) and exit: the
+    one-shot step of a deployment, before the Verifier replicas and bridges start."""
+    import time
+
+    from devattest.errors import DevattestError
+    from devattest.store import create_store_engine, current_revision, head_revision, migrate
+
+    settings = _settings(data_dir, db_url, config)
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_store_engine(settings.effective_database_url)
+    except DevattestError as exc:
+        typer.echo(f"error: {exc.diagnostics()}", err=True)
+        raise typer.Exit(3) from None
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                migrate(engine)
+                break
+            except DevattestError as exc:
+                if time.monotonic() >= deadline:
+                    typer.echo(f"error: {exc.diagnostics()}", err=True)
+                    raise typer.Exit(1) from None
+                time.sleep(1)
+        revision = current_revision(engine)
+    finally:
+        engine.dispose()
+    typer.echo(f"database at schema {revision} (head {head_revision()})")
+
+
 @admin_app.command("create-token")
 def create_token(
     role: Annotated[str, typer.Option(help="admin, provisioner, relying-party or device.")],

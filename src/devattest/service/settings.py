@@ -1,5 +1,7 @@
-"""Service configuration: environment variables ``DEVATTEST_*``, then an optional YAML or
-TOML file named by ``DEVATTEST_CONFIG_FILE``, then the defaults (earlier wins)."""
+"""Service configuration: environment variables ``DEVATTEST_*``, then files named by
+``DEVATTEST_<NAME>_FILE`` variables (secrets: container secrets, systemd credentials), then an
+optional YAML or TOML file named by ``DEVATTEST_CONFIG_FILE``, then the defaults (earlier
+wins)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,6 +18,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
     YamlConfigSettingsSource,
 )
+
+from devattest.errors import ConfigurationError
+
+#: A ``DEVATTEST_<NAME>_FILE`` secret is read up to this size; a larger file is refused.
+MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 class Settings(BaseSettings):
@@ -142,7 +150,8 @@ class Settings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings, env_settings, SecretFileSettingsSource(settings_cls)]
         config_file = os.environ.get("DEVATTEST_CONFIG_FILE")
         if config_file:
             path = Path(config_file)
@@ -158,6 +167,51 @@ class Settings(BaseSettings):
         for name, value in self.model_dump(exclude_none=True).items():
             out[f"DEVATTEST_{name.upper()}"] = _env_value(value)
         return out
+
+
+class SecretFileSettingsSource(PydanticBaseSettingsSource):
+    """``DEVATTEST_<NAME>_FILE=/path``: the setting ``<name>`` is that file's content, without
+    its trailing newline (the ``*_FILE`` convention of container images, for compose and
+    Kubernetes secrets and systemd's ``LoadCredential=``), so that a password in
+    ``database_url`` or a PKCS#11 PIN never sits in the environment or a unit file.
+
+    Raises:
+        ConfigurationError: both ``DEVATTEST_<NAME>`` and ``DEVATTEST_<NAME>_FILE`` are set,
+            or the file is missing, unreadable, larger than ``MAX_SECRET_FILE_BYTES`` or
+            not UTF-8.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # pragma: no cover - __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            variable = f"DEVATTEST_{name.upper()}"
+            path = os.environ.get(f"{variable}_FILE")
+            if path is None:
+                continue
+            if variable in os.environ:
+                raise ConfigurationError(f"{variable} and {variable}_FILE are both set: "
+                                         "set one of them")
+            values[name] = read_secret_file(f"{variable}_FILE", Path(path))
+        return values
+
+
+def read_secret_file(variable: str, path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigurationError(f"{variable}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ConfigurationError(
+            f"{variable}: {path} is larger than {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{variable}: {path} is not UTF-8 text") from None
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 def _env_value(value: Any) -> str:

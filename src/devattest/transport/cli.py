@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from devattest.errors import DevattestError
+from devattest.errors import ConfigurationError, DevattestError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -74,6 +74,9 @@ def bridge_command(
     mqtt: Annotated[str, typer.Option(help="Broker URL: mqtt://host:1883 or mqtts://...")],
     username: Annotated[str | None, typer.Option(envvar="DEVATTEST_MQTT_USERNAME")] = None,
     password: Annotated[str | None, typer.Option(envvar="DEVATTEST_MQTT_PASSWORD")] = None,
+    password_file: Annotated[Path | None, typer.Option(
+        envvar="DEVATTEST_MQTT_PASSWORD_FILE",
+        help="File holding the password (a container secret); not with --password.")] = None,
     ca_file: Annotated[str | None, typer.Option(help="CA bundle for the broker.")] = None,
     cert_file: Annotated[str | None, typer.Option(help="Client certificate (PEM).")] = None,
     key_file: Annotated[str | None, typer.Option(help="Client key (PEM).")] = None,
@@ -94,13 +97,17 @@ def bridge_command(
     from devattest.lifecycle import LifecycleRules
     from devattest.service.context import build_context
     from devattest.service.services.appraiser import BatchAppraiser
-    from devattest.service.settings import Settings
+    from devattest.service.settings import Settings, read_secret_file
     from devattest.store import migrate
     from devattest.transport.coordinator import LifecycleCoordinator, quarantine_when_untrusted
     from devattest.transport.mqtt import MqttSettings
     from devattest.transport.mqtt_service import MqttVerifierBridge
 
     try:
+        if password_file is not None:
+            if password is not None:
+                raise ConfigurationError("give the MQTT password or a password file, not both")
+            password = read_secret_file("DEVATTEST_MQTT_PASSWORD_FILE", password_file)
         ctx = build_context(Settings())
         migrate(ctx.store.engine)
         coordinator = LifecycleCoordinator(
