@@ -237,3 +237,20 @@ def test_thousand_poison_messages_in_a_wave_every_honest_device_gets_its_result(
             mallory.loop_stop()
             watcher.disconnect()
             watcher.loop_stop()
+
+
+def test_control_characters_in_event_id_or_details_are_refused_by_the_coordinator(
+        inprocess_fleet: FleetRun) -> None:
+    # In-process callers reach the coordinator without the MQTT codec: the same check there.
+    from devattest.errors import MalformedLifecycleEvent
+
+    run = inprocess_fleet
+    dev = run.devices[6].device_id
+    hostile = [{"event_id": "a\x00b", "kind": "boot"},
+               {"event_id": "ok-1", "kind": "boot", "details": {"v": "1\x00"}},
+               {"event_id": "ok-2", "kind": "boot", "details": {"k\x1b": "1"}}]
+    for message in hostile:
+        with pytest.raises(MalformedLifecycleEvent, match="control character"):
+            run.coordinator.report_event(dev, message, now=run.clock())
+    outcomes = run.coordinator.report_events([(dev, m) for m in hostile], now=run.clock())
+    assert all(isinstance(o, MalformedLifecycleEvent) for o in outcomes)
