@@ -84,6 +84,15 @@ def test_every_kind_of_poison_message_is_dead_lettered_and_workers_survive(
     assert run.bridge.worker_restarts == 0
 
 
+def test_message_on_a_device_topic_with_control_characters_is_dead_lettered(
+        inprocess_fleet: FleetRun) -> None:
+    run = inprocess_fleet
+    for name in ("devattest/v1/dev\x00a/events", "devattest/v1/dev\x01a/evidence"):
+        run.bridge.submit(name, event_message("boot", event_id="e"))
+    assert _wait_for(lambda: len(run.bridge.dead_letters) == 2)
+    assert {d.reason for d in run.bridge.dead_letters} == {"bad_topic"}
+
+
 def test_deeply_nested_json_event_cannot_kill_bridge_worker(
         inprocess_fleet: FleetRun) -> None:
     run = inprocess_fleet
