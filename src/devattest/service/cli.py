@@ -101,8 +101,11 @@ def serve(
         shutil.rmtree(prom, ignore_errors=True)
         prom.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    from devattest.service.http import BoundedHttpToolsProtocol
+
     tls: dict[str, object] = {}
-    http: object = "httptools"
+    # httptools with head and body timeouts and a head size bound (docs/service.md).
+    http: object = BoundedHttpToolsProtocol
     if tls_cert is not None:
         from devattest.service.tls import TlsHttpToolsProtocol
 
@@ -113,7 +116,8 @@ def serve(
     uvicorn.run("devattest.service.app:create_app_from_env", factory=True, host=host,
                 port=port, workers=workers, log_config=log_config(settings.log_level),
                 access_log=False, loop="uvloop", http=http,  # type: ignore[arg-type]
-                timeout_graceful_shutdown=5, **tls)  # type: ignore[arg-type]
+                timeout_graceful_shutdown=5, timeout_keep_alive=5,
+                **tls)  # type: ignore[arg-type]
 
 
 @admin_app.command("migrate")

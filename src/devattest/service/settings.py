@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     #: Serve the operator dashboard at ``/dashboard`` (docs/dashboard.md).
     dashboard: bool = True
 
+    #: Seconds a client has to send a whole request head, and a whole body once the head is
+    #: in; a slower client is disconnected (``devattest.service.http``; issue 13, defect 7).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+
     #: ``/metrics`` (issue 13, defect 7): by default it needs a bearer token, this one
     #: (for the Prometheus scrape config's ``authorization.credentials_file``) or an admin
     #: API token. ``metrics_public`` opens it to anyone who reaches the port (only behind a

@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from devattest.errors import ConfigurationError
+from devattest.service.http import BoundedHttpToolsProtocol
 
 _UNSET: Any = object()
 
 
-class TlsHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus the ASGI TLS extension."""
+class TlsHttpToolsProtocol(BoundedHttpToolsProtocol):
+    """uvicorn's httptools protocol (with devattest's slow-client bounds) plus the ASGI TLS
+    extension."""
 
     _tls_chain: Any = _UNSET
 

@@ -279,6 +279,7 @@ class MqttVerifierBridge:
         except StoreError:
             # Not acknowledged: the broker redelivers it after a reconnect.
             _log.exception("store failure on %s; leaving it unacknowledged", msg.topic)
+            self._settle_unacknowledged([msg])
             return
         except MalformedMessage as exc:
             self._dead_letter(msg, exc)
@@ -288,6 +289,13 @@ class MqttVerifierBridge:
             self._dead_letter(msg, _unexpected(exc))
             return
         self._ack(msg)
+
+    def _settle_unacknowledged(self, msgs: list[mqtt.MQTTMessage | _Local]) -> None:
+        """Leave ``msgs`` to the broker's redelivery (a store failure): the worker's
+        last-resort guard must not dead-letter them."""
+        settled: set[int] | None = getattr(self._settled, "ids", None)
+        if settled is not None:
+            settled.update(id(m) for m in msgs)
 
     def _ack(self, msg: mqtt.MQTTMessage | _Local) -> None:
         settled: set[int] | None = getattr(self._settled, "ids", None)
@@ -326,8 +334,9 @@ class MqttVerifierBridge:
         events: list[tuple[mqtt.MQTTMessage | _Local, str, Any]] = []
         evidence: list[tuple[mqtt.MQTTMessage | _Local, EvidenceItem]] = []
         for msg in batch:
-            parsed = parse_topic(msg.topic)
+            parsed = None
             try:
+                parsed = parse_topic(msg.topic)
                 if parsed is None:
                     raise MalformedMessage("not a device's events or Evidence topic",
                                            reason="bad_topic")
@@ -365,6 +374,7 @@ class MqttVerifierBridge:
         except StoreError:
             _log.exception("store failure on a batch of %d; leaving it unacknowledged",
                            len(msgs))
+            self._settle_unacknowledged(msgs)
             return
         except Exception:
             # A bug must not take the whole batch down: process its messages one at a time.

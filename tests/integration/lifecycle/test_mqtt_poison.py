@@ -84,6 +84,15 @@ def test_every_kind_of_poison_message_is_dead_lettered_and_workers_survive(
     assert run.bridge.worker_restarts == 0
 
 
+def test_message_on_a_device_topic_with_control_characters_is_dead_lettered(
+        inprocess_fleet: FleetRun) -> None:
+    run = inprocess_fleet
+    for name in ("devattest/v1/dev\x00a/events", "devattest/v1/dev\x01a/evidence"):
+        run.bridge.submit(name, event_message("boot", event_id="e"))
+    assert _wait_for(lambda: len(run.bridge.dead_letters) == 2)
+    assert {d.reason for d in run.bridge.dead_letters} == {"bad_topic"}
+
+
 def test_deeply_nested_json_event_cannot_kill_bridge_worker(
         inprocess_fleet: FleetRun) -> None:
     run = inprocess_fleet
@@ -237,3 +246,20 @@ def test_thousand_poison_messages_in_a_wave_every_honest_device_gets_its_result(
             mallory.loop_stop()
             watcher.disconnect()
             watcher.loop_stop()
+
+
+def test_control_characters_in_event_id_or_details_are_refused_by_the_coordinator(
+        inprocess_fleet: FleetRun) -> None:
+    # In-process callers reach the coordinator without the MQTT codec: the same check there.
+    from devattest.errors import MalformedLifecycleEvent
+
+    run = inprocess_fleet
+    dev = run.devices[6].device_id
+    hostile = [{"event_id": "a\x00b", "kind": "boot"},
+               {"event_id": "ok-1", "kind": "boot", "details": {"v": "1\x00"}},
+               {"event_id": "ok-2", "kind": "boot", "details": {"k\x1b": "1"}}]
+    for message in hostile:
+        with pytest.raises(MalformedLifecycleEvent, match="control character"):
+            run.coordinator.report_event(dev, message, now=run.clock())
+    outcomes = run.coordinator.report_events([(dev, m) for m in hostile], now=run.clock())
+    assert all(isinstance(o, MalformedLifecycleEvent) for o in outcomes)

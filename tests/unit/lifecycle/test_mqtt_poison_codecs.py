@@ -12,6 +12,7 @@ from devattest.transport.mqtt import (
     evidence_message,
     parse_event_message,
     parse_evidence_message,
+    parse_topic,
 )
 from tests._support.poison import POISON, Poison
 
@@ -44,3 +45,9 @@ def test_honest_messages_still_parse() -> None:
 def test_integer_beyond_64_bits_never_reaches_the_service_as_an_unbounded_int() -> None:
     msg = parse_event_message(b'{"kind": "boot", "details": {"n": 123456789012345678901234}}')
     assert isinstance(msg["details"]["n"], float)
+
+
+@pytest.mark.parametrize("segment", ["dev\x00a", "dev\x01a", "dev\u0085a", "dev a", "d\ud800"])
+def test_device_id_topic_segment_with_control_characters_is_not_a_device_topic(
+        segment: str) -> None:
+    assert parse_topic(f"devattest/v1/{segment}/events") is None
