@@ -37,6 +37,9 @@ from devattest.crypto import pki
 from devattest.model import (
     AttestationResult,
     CertificateAnchor,
+    ComponentReference,
+    ReferenceValues,
+    ReferenceValueSet,
     Status,
     TrustAnchors,
     ar4si,
@@ -61,6 +64,12 @@ STATE = DeviceState(
                                 signer_id=bytes.fromhex("a5" * 32))),
     boot_seed=bytes(32),
 )
+#: The firmware of STATE as Reference Values: nothing affirms without them.
+REFS = ReferenceValues.of([ReferenceValueSet(
+    class_id=STATE.implementation_id,
+    components=tuple(ComponentReference(c.measurement_type, frozenset({c.measurement_value}),
+                                        frozenset({c.signer_id}) if c.signer_id else frozenset())
+                     for c in STATE.firmware))])
 
 
 # --------------------------------------------------------------------------------------
@@ -80,7 +89,7 @@ def anchors_for(m: pki.ManufacturerPki, *crls: x509.CertificateRevocationList
 
 def appraise(token: bytes, anchors: TrustAnchors, *, policy: Any = None) -> AttestationResult:
     return verify(token, media_type=PSA_MEDIA_TYPE, expected_nonce=NONCE, trust_anchors=anchors,
-                  reference_values=None, policy=policy or DefaultPolicy(), now=NOW)
+                  reference_values=REFS, policy=policy or DefaultPolicy(), now=NOW)
 
 
 def only(result: AttestationResult) -> Any:

@@ -66,6 +66,8 @@ def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                                                "unsafe_software": {"key_path": "dev.pem"}}))
     ok("device", "provision", "--ca", "acme/issuing", "--se", "se.yaml", "--serial", "SN-9",
        "--firmware", "device.yaml", "--out", "certs")
+    # The firmware's Reference Values: without them nothing about the software is affirmed.
+    ok("attester", "measure", "device.yaml", "--reference-values", "rv.yaml")
     _pem_key(tmp_path / "verifier.pem")
     return tmp_path
 
@@ -94,7 +96,8 @@ def test_verify_with_trust_anchors_document(factory: Path) -> None:
         "certificates": [{"certificate": Path("acme/root/cert.pem").read_text(),
                           "manufacturer": "Acme Devices",
                           "crls": [Path("acme/issuing/crl.pem").read_text()]}]}))
-    code, out = run("verify", "ev.cbor", "--nonce", NONCE, "--anchors", "anchors.yaml")
+    code, out = run("verify", "ev.cbor", "--nonce", NONCE, "--anchors", "anchors.yaml",
+                    "--refvals", "rv.yaml")
     assert code == 0, out
     assert "instance-identity=2" in out
 
@@ -138,7 +141,7 @@ def test_onboarding_refuses_an_ear_signed_by_another_key(factory: Path) -> None:
     attest()
     ok("pki", "init-owner", "owner", "--org", "Fleet A")
     code, out = run("verify", "ev.cbor", "--nonce", NONCE, "--ca", "acme/root/cert.pem",
-                    "--ear-key", "verifier.pem", "--ear-out", "ear.jwt")
+                    "--refvals", "rv.yaml", "--ear-key", "verifier.pem", "--ear-out", "ear.jwt")
     assert code == 0, out
     _pem_key(factory / "impostor.pem")
     code, out = run("device", "onboard", "--owner-ca", "owner", "--chain", "certs/chain.pem",
@@ -169,7 +172,7 @@ def test_onboarding_refuses_a_result_about_other_evidence(factory: Path) -> None
     attest()
     ok("pki", "init-owner", "owner", "--org", "Fleet A")
     ok("verify", "ev.cbor", "--nonce", NONCE, "--ca", "acme/root/cert.pem",
-       "--ear-key", "verifier.pem", "--ear-out", "ear.jwt")
+       "--refvals", "rv.yaml", "--ear-key", "verifier.pem", "--ear-out", "ear.jwt")
     attest(out="other.cbor")
     code, out = run("device", "onboard", "--owner-ca", "owner", "--chain", "certs/chain.pem",
                     "--evidence", "other.cbor", "--result", "ear.jwt",
@@ -210,6 +213,6 @@ def test_tpm2_device_through_the_cli_passes_require_hardware(factory: Path, swtp
     ok("attester", "attest", "device.yaml", "--se", "tpm.yaml", "--chain", "tcerts/chain.pem",
        "--nonce", NONCE, "--out", "tev.cbor")
     code, out = run("verify", "tev.cbor", "--nonce", NONCE, "--ca", "acme/root/cert.pem",
-                    "--crl", "acme/issuing/crl.pem", "--require-hardware")
+                    "--crl", "acme/issuing/crl.pem", "--require-hardware", "--refvals", "rv.yaml")
     assert code == 0, out
     assert "hardware=2" in out

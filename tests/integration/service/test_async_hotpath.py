@@ -373,6 +373,10 @@ def test_event_loop_path_can_be_turned_off(pg_url: str, tmp_path: Path) -> None:
                                     lifecycle_state="active", instance_id=None, now=now)
         ctx.provisioning.submit("trust-anchors", name="fleet", media_type="application/json",
                                 content=trust_anchors_json([dev]), now=now)
+        # Without Reference Values nothing about the software is affirmed.
+        assert _run(_attest(ctx, dev)).result.status.value == "warning"
+        ctx.provisioning.submit("reference-values", name="fw", media_type="application/json",
+                                content=reference_values_json(), now=now)
         assert _run(_attest(ctx, dev)).result.status.value == "affirming"
     finally:
         ctx.store.dispose()
