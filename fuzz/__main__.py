@@ -8,12 +8,14 @@ Usage::
     python -m fuzz --asan                   # replay every corpus through an AddressSanitizer
                                             # build of the C scanner (cose/_cbor_scan.c)
 
-Each target is a libFuzzer run under atheris (``fuzz/_atheris.py``) whose first corpus
-directory is a temporary one (new inputs are not written into the repository) and whose seeds
-are ``fuzz/corpus/<target>/``. A finding (an exception other than the project's typed errors,
-or a "verifier malfunction" result) fails the run: the input is kept in ``--artifacts`` (a
-temporary directory by default) and its traceback printed. Prints the executions per target.
-Exit status 1 on a finding, 0 otherwise.
+First the regression inputs (``fuzz/regressions/<target>/``: inputs that once broke a
+target's contract) are replayed. Then each target is a libFuzzer run under atheris
+(``fuzz/_atheris.py``) whose first corpus directory is a temporary one (new inputs are not
+written into the repository) and whose seeds are ``fuzz/corpus/<target>/``. A finding (an
+exception other than the project's typed errors, a "verifier malfunction" result, a result
+that cannot be signed) fails the run: the input is kept in ``--artifacts`` (a temporary
+directory by default) and its traceback printed. Prints the executions per target. Exit
+status 1 on a finding, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from fuzz.targets import TARGETS
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
 CORPUS = ROOT / "corpus"
+REGRESSIONS = ROOT / "regressions"
 _DONE = re.compile(r"Done (\d+) runs in (\d+) second")
 _STAT = re.compile(r"#(\d+)\s+(?:DONE|pulse|NEW|REDUCE|INITED)")
 
@@ -84,12 +87,13 @@ def fuzz_one(target: str, seconds: int, artifacts: Path, max_len: int) -> Run:
                "" if runs > 0 else "no executions recorded:\n" + out[-2000:])
 
 
-def replay(targets: Sequence[str]) -> list[Run]:
-    """Every corpus file through its target, in this process (no atheris)."""
+def replay(targets: Sequence[str], roots: Sequence[Path] = (CORPUS, REGRESSIONS)
+           ) -> list[Run]:
+    """Every kept input (seeds and regressions) through its target, in this process."""
     out = []
     for name in targets:
         start = time.monotonic()
-        files = sorted((CORPUS / name).glob("*"))
+        files = sorted(f for root in roots for f in (root / name).glob("*"))
         bad = []
         for f in files:
             try:
@@ -152,7 +156,8 @@ def asan_replay() -> tuple[bool, str]:
         env = {**os.environ, "LD_PRELOAD": f"{libasan} {libubsan}",
                "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
                "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
-        dirs = [str(d) for d in sorted(CORPUS.iterdir()) if d.is_dir()]
+        dirs = [str(d) for root in (CORPUS, REGRESSIONS) if root.is_dir()
+                for d in sorted(root.iterdir()) if d.is_dir()]
         proc = subprocess.run([sys.executable, "-c", _ASAN_REPLAY, str(lib), *dirs],
                               env=env, capture_output=True, text=True, check=False,
                               timeout=600)
@@ -186,9 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text)
         print("asan: " + ("clean" if ok else "FAILED"))
         return 0 if ok else 1
+    regressions: list[Run] = []
     if args.replay:
         runs = replay(targets)
     else:
+        # The inputs that once broke a contract are replayed first, every time.
+        regressions = [r for r in replay(targets, (REGRESSIONS,)) if r.executions]
         try:
             import atheris  # noqa: F401
         except ImportError:
@@ -208,7 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in runs:
         print(f"{r.target:<16} {r.executions:>16} {r.seconds:8.1f}  "
               f"{'ok' if r.ok else 'FINDING'}")
-    failed = [r for r in runs if not r.ok]
+    if regressions:
+        print(f"\n{'regressions':<16} {'inputs replayed':>16}")
+        for r in regressions:
+            print(f"{r.target:<16} {r.executions:>16} {'':8}  "
+                  f"{'ok' if r.ok else 'FINDING'}")
+    failed = [r for r in (*regressions, *runs) if not r.ok]
     for r in failed:
         print(f"\n== {r.target}\n{r.detail}", file=sys.stderr)
     return 1 if failed else 0

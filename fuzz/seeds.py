@@ -1,8 +1,8 @@
 """Rebuild the seed corpus (``fuzz/corpus/<target>/``) from the public vectors and the
-project's own builders: ``python -m fuzz.seeds``. Seeds are named by their SHA-1 (as libFuzzer
-names corpus files), kept small, and committed; re-running is idempotent for the vector seeds
-(signed seeds differ per run because ECDSA is randomised, so only missing targets are filled
-unless ``--force``)."""
+project's own builders, and the regression inputs (``fuzz/regressions/<target>/``: inputs
+that once broke a target's contract): ``python -m fuzz.seeds``. Files are named by their
+SHA-1 (as libFuzzer names corpus files), kept small, and committed. Signed seeds differ per
+run (ECDSA is randomised), so only targets without seeds are filled unless ``--force``."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from fuzz.targets import EC_KEY, HMAC_KEY, NONCE, NOW, TARGETS
 
 ROOT = Path(__file__).resolve().parent
 CORPUS = ROOT / "corpus"
+REGRESSIONS = ROOT / "regressions"
 VECTORS = ROOT.parent.parent / "shared" / "vectors"
-MAX_SEED = 16 * 1024
+MAX_SEED = 64 * 1024
 
 
 def _files(pattern: str) -> Iterator[bytes]:
@@ -199,6 +200,37 @@ def provisioning() -> Iterator[bytes]:
            b"      - measurement_type: BL\n")
 
 
+def hostile() -> Iterator[tuple[str, bytes]]:
+    """Inputs that broke a parser's contract (issue 13's hostile-input review and this
+    harness's own findings), kept in the corpus so that every run replays them."""
+    big = 1 << 20000  # a bignum past Python's 4,300-digit int-to-string limit
+    claims = dict(_psa_claims(), client_id=big)
+    from devattest.cose import PrivateKeySigner, create_sign1
+    from devattest.schemes.eat import create_eat
+    from devattest.schemes.psa import create_psa_token, psa_claims_map
+
+    # issue 13 defect 2: bignums and a simple value as a map key reach "verifier malfunction"
+    yield "psa", create_psa_token(claims, EC_KEY)
+    bad_alg = cbor2.dumps({1: big})
+    yield "psa", cbor2.dumps(cbor2.CBORTag(18, [bad_alg, {}, cbor2.dumps(
+        psa_claims_map(_psa_claims())), bytes(64)]))
+    yield "cose", cbor2.dumps(cbor2.CBORTag(18, [bad_alg, {}, b"payload", bytes(64)]))
+    yield "eat", create_eat({"eat_nonce": NONCE[:16], 273: [[big, b"x"]]}, EC_KEY)
+    yield "eat", create_sign1(cbor2.dumps({10: NONCE[:16], cbor2.CBORSimpleValue(6): 1}),
+                              PrivateKeySigner(EC_KEY))
+    # issue 13 defect 3: an affirmed EAT whose unknown claim is a bignum cannot be signed;
+    # verify_ear_cwt raises a bare ValueError on a bignum alg
+    yield "eat", create_eat({"eat_nonce": NONCE[:16], -70000: big}, EC_KEY)
+    yield "ear_cwt", cbor2.dumps(cbor2.CBORTag(18, [bad_alg, {}, b"\xa0", bytes(64)]))
+    # issue 13 defect 1: deeply nested JSON on .../events and .../evidence
+    yield "mqtt", b'{"kind":"boot","details":' + b"[" * 3000 + b"]" * 3000 + b"}"
+    # issue 13 defect 4: provisioning documents nested deeply (JSON, YAML)
+    yield "provisioning", b"[" * 1000 + b"]" * 1000
+    yield "provisioning", b"- " * 2000 + b"x\n"
+    # found by this harness: a YAML mapping used as a mapping key (TypeError: unhashable)
+    yield "provisioning", b"{{}}"
+
+
 GENERATORS = {name: globals()[name] for name in TARGETS}
 
 
@@ -222,6 +254,10 @@ def main() -> None:
     args = ap.parse_args()
     for name in args.targets:
         print(f"{name}: {write(name, GENERATORS[name](), force=args.force)} seeds")
+    for name, data in hostile():
+        if name in args.targets:
+            (REGRESSIONS / name).mkdir(parents=True, exist_ok=True)
+            (REGRESSIONS / name / hashlib.sha1(data).hexdigest()).write_bytes(data)
 
 
 if __name__ == "__main__":

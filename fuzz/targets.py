@@ -5,7 +5,7 @@ accepted the input or raised one of the project's typed errors (``errors.Devatte
 Anything else escapes the target and is a finding: another exception type (a ``TypeError``,
 ``KeyError``, ``RecursionError``, ``OverflowError``...), or, for Evidence, an Attestation
 Result that says "verifier malfunction" (hostile Evidence must be a contraindicated result
-that names its reason, never an internal error).
+that names its reason, never an internal error) or that cannot be signed as an EAR.
 
 Targets are plain functions so that atheris (``fuzz/__main__.py``), the corpus replay and the
 unit test of the harness all run exactly the same code.
@@ -66,6 +66,20 @@ def _no_malfunction(result: AttestationResult, what: str) -> None:
                       f"Evidence: {result.reasons}")
 
 
+def _signable(result: AttestationResult, what: str) -> None:
+    """Every result can be signed as an EAR (JWT and CWT): the service records and answers
+    nothing it cannot sign."""
+    from devattest.cose import PrivateKeySigner
+    from devattest.ear import sign_ear_cwt, sign_ear_jwt
+
+    try:
+        sign_ear_jwt(result, EC_KEY, kid="fuzz")
+        sign_ear_cwt(result, PrivateKeySigner(EC_KEY), kid=b"fuzz")
+    except Exception as exc:
+        raise Finding(f"{what}: the result of verify() cannot be signed as an EAR: "
+                      f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
 def _verify(data: bytes, media_type: str, *, options: VerifyOptions = DEFAULT_OPTIONS,
             registry: Any = None, anchors: tuple[TrustAnchors, ...] = _ANCHORS,
             nonce: bytes = NONCE) -> None:
@@ -76,6 +90,7 @@ def _verify(data: bytes, media_type: str, *, options: VerifyOptions = DEFAULT_OP
                         reference_values=None, policy=_POLICY, now=NOW, registry=registry,
                         options=options)
         _no_malfunction(result, media_type)
+        _signable(result, media_type)
 
 
 # ---------------------------------------------------------------------------- COSE
