@@ -229,6 +229,7 @@ def hostile() -> Iterator[tuple[str, bytes]]:
     yield "provisioning", b"- " * 2000 + b"x\n"
     # found by this harness: a YAML mapping used as a mapping key (TypeError: unhashable)
     yield "provisioning", b"{{}}"
+    yield "provisioning", b"? [a]\n: 1\n"
 
 
 GENERATORS = {name: globals()[name] for name in TARGETS}

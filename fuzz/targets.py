@@ -90,7 +90,10 @@ def _verify(data: bytes, media_type: str, *, options: VerifyOptions = DEFAULT_OP
                         reference_values=None, policy=_POLICY, now=NOW, registry=registry,
                         options=options)
         _no_malfunction(result, media_type)
-        _signable(result, media_type)
+        if any(sub.annotated_evidence for sub in result.submods.values()):
+            # Appraised: the result carries claims from the Evidence (a failure before
+            # appraisal carries only its reason, which the check above has seen).
+            _signable(result, media_type)
 
 
 # ---------------------------------------------------------------------------- COSE
