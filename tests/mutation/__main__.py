@@ -14,6 +14,7 @@ Usage::
 
     python -m tests.mutation                      # every mutant
     python -m tests.mutation --changed            # mutants of files changed since main
+    python -m tests.mutation --changed --sample 12   # ... plus 12 more, rotating daily
     python -m tests.mutation --module verifier/core.py --jobs 2 -v
     python -m tests.mutation --list
 
@@ -97,12 +98,37 @@ def stale(mutants: Sequence[Mutant]) -> list[str]:
     return problems
 
 
-def changed_files(base: str) -> set[str]:
-    merge_base = subprocess.run(["git", "merge-base", "HEAD", base], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout.strip()
-    diff = subprocess.run(["git", "diff", "--name-only", merge_base], cwd=ROOT,
-                          capture_output=True, text=True, check=True).stdout.split()
-    return set(diff)
+def changed_files(base: str) -> set[str] | None:
+    """Files changed since the merge base with ``base`` (or ``origin/base``); None when git
+    cannot tell (no such branch, not a repository): the caller then runs every mutant."""
+    for ref in (base, f"origin/{base}"):
+        found = subprocess.run(["git", "merge-base", "HEAD", ref], cwd=ROOT,
+                               capture_output=True, text=True, check=False)
+        if found.returncode == 0:
+            diff = subprocess.run(["git", "diff", "--name-only", found.stdout.strip()],
+                                  cwd=ROOT, capture_output=True, text=True, check=True)
+            return set(diff.stdout.split())
+    return None
+
+
+def touched(mutant: Mutant, files: set[str]) -> bool:
+    """Whether a change touches the mutant: its module, or a test file it selects."""
+    if mutant.file in files:
+        return True
+    selected = [t.split("::")[0].rstrip("/") for t in mutant.tests]
+    return any(f == t or f.startswith(t + "/") for f in files for t in selected)
+
+
+def rotating_sample(mutants: Sequence[Mutant], n: int, *, day: int | None = None
+                    ) -> list[Mutant]:
+    """``n`` consecutive mutants of the list starting at a daily offset (days since the
+    epoch, or ``day``): every mutant is run within ``len(mutants) / n`` days."""
+    if not mutants:
+        return []
+    n = min(n, len(mutants))
+    day = int(time.time() // 86400) if day is None else day
+    start = (day * n) % len(mutants)
+    return [mutants[(start + i) % len(mutants)] for i in range(n)]
 
 
 class Workspace:
@@ -189,11 +215,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--changed", action="store_true",
-                    help="only mutants of files changed since the merge base with --base")
+                    help="only mutants whose module or selected tests changed since the merge "
+                         "base with --base")
     ap.add_argument("--base", default="main", help="branch for --changed (default main)")
     ap.add_argument("--module", action="append", default=[],
                     help="only mutants whose file ends with this (repeatable)")
     ap.add_argument("--id", action="append", default=[], help="only this mutant (repeatable)")
+    ap.add_argument("--sample", type=int, default=0,
+                    help="with --changed: add N more mutants, a slice that rotates daily so "
+                         "that successive runs cover the whole list")
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("MUTANT_JOBS", "2")))
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds per mutant's tests (a timeout counts as killed)")
@@ -207,9 +237,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problems:
         print("mutants.toml is stale:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
-    if args.changed:
-        files = changed_files(args.base)
-        mutants = [m for m in mutants if m.file in files]
+    files = changed_files(args.base) if args.changed else None
+    if args.changed and files is None:
+        print(f"mutation: no merge base with {args.base}: running every mutant")
+    elif args.changed and files is not None:
+        chosen = [m for m in mutants if touched(m, files)]
+        if args.sample > 0:
+            rest = [m for m in mutants if not touched(m, files)]
+            chosen += rotating_sample(rest, args.sample)
+        mutants = chosen
     if args.module:
         mutants = [m for m in mutants if any(m.file.endswith(x) for x in args.module)]
     if args.id:
