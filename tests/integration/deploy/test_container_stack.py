@@ -17,8 +17,6 @@ import json
 import os
 import queue
 import secrets
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,6 +32,15 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from devattest.ear import public_key_from_jwk, verify_ear_jwt
 from devattest.model import AttestationResult
 from devattest.transport.mqtt import b64d, event_message, evidence_message, loads, topic
+from tests.integration.deploy._podman import (
+    BASE_IMAGES,
+    DEPLOY,
+    build_image,
+    free_port,
+    podman_env,
+    run,
+    tool,
+)
 from tests.integration.service._sim import (
     MEDIA_TYPE,
     PsaDevice,
@@ -48,36 +55,8 @@ pytestmark = [
     pytest.mark.timeout(1800),
 ]
 
-ROOT = Path(__file__).resolve().parents[3]
-DEPLOY = ROOT / "deploy"
 IMAGE = "localhost/devattest:stack-test"
-BASE_IMAGES = ("localhost/devattest-base-runtime:bookworm",
-               "localhost/devattest-base-build:bookworm",
-               "localhost/devattest-services:bookworm")
 WAIT = 180.0
-
-
-def _tool(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path=str(ROOT / ".cache/deploy-tools/bin"))
-    if found is None:
-        pytest.skip(f"{name} is not installed (deploy/test-stack-tools installs it)")
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _run(argv: list[str], env: dict[str, str], timeout: float = 1200,
-         cwd: Path = ROOT) -> str:
-    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True,
-                            timeout=timeout, check=False)
-    assert result.returncode == 0, (
-        f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout[-4000:]}\n"
-        f"{result.stderr[-4000:]}")
-    return result.stdout
 
 
 @dataclass
@@ -93,46 +72,22 @@ class Stack:
         return f"{self.project}_{service}_1"
 
     def exec(self, service: str, *argv: str) -> str:
-        return _run([self.podman, "exec", self.container(service), *argv], self.env)
-
-
-def _containers_conf(tmp: Path, podman: str) -> dict[str, str]:
-    """A podman configuration for this host's quirks, in the test's own directory (the
-    host's is left alone): crun 1.8 refuses a cgroup v1/v2 hybrid with a controller on v2,
-    and without CAP_SYS_RESOURCE podman's default rlimits (nofile 1048576) cannot be set."""
-    conf = tmp / "containers.conf"
-    lines = ['[containers]', 'default_ulimits = ["nofile=16384:16384", "nproc=16384:16384"]']
-    if shutil.which("runc"):
-        lines += ["[engine]", 'runtime = "runc"']
-    conf.write_text("\n".join(lines) + "\n")
-    env = dict(os.environ, CONTAINERS_CONF=str(conf))
-    _run([podman, "info"], env, timeout=120)
-    return env
+        return run([self.podman, "exec", self.container(service), *argv], self.env)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    podman = _tool("podman")
-    compose = _tool("podman-compose")
+    podman = tool("podman")
+    compose = tool("podman-compose")
     tmp = tmp_path_factory.mktemp("stack")
-    env = _containers_conf(tmp, podman)
-    # 1. base images from Debian's packages (kept between runs: they change rarely)
-    missing = [i.split("/")[1].split(":")[0].removeprefix("devattest-").removeprefix("base-")
-               for i in BASE_IMAGES
-               if subprocess.run([podman, "image", "exists", i], env=env,
-                                 check=False).returncode != 0]
-    if missing:
-        _tool("mmdebstrap")
-        _run([str(DEPLOY / "base" / "build-base-images"), "podman", *missing], env)
-    # 2. the image, offline from a hash-checked wheelhouse
-    _run([str(DEPLOY / "fetch-wheels")], env, timeout=600)
-    _run([podman, "build", "--format", "docker", "--build-arg", "PIP_NO_INDEX=1",
-          "-t", IMAGE, "."], env)
+    env = podman_env(tmp, podman)
+    # 1. base images from Debian's packages; 2. the image, offline
+    build_image(podman, env, IMAGE)
     # 3. secrets, and an MQTT account for the test device
     sec = tmp / "secrets"
-    _run([str(DEPLOY / "make-secrets"), str(sec)], env)
+    run([str(DEPLOY / "make-secrets"), str(sec)], env)
     project = f"dtest{secrets.token_hex(3)}"
-    ports = (_free_port(), _free_port(), _free_port())
+    ports = (free_port(), free_port(), free_port())
     env |= {"DEVATTEST_IMAGE": IMAGE, "DEVATTEST_SECRETS_DIR": str(sec),
             "DEVATTEST_HTTP_PORT_1": f"127.0.0.1:{ports[0]}",
             "DEVATTEST_HTTP_PORT_2": f"127.0.0.1:{ports[1]}",
@@ -141,7 +96,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                ports[2], sec, podman)
     base = [compose, "-p", project, "-f", str(DEPLOY / "compose.yaml")]
     try:
-        _run([*base, "up", "-d"], env, timeout=600, cwd=DEPLOY)
+        run([*base, "up", "-d"], env, timeout=600, cwd=DEPLOY)
         yield st
     finally:
         for service in ("migrate", "verifier-1", "verifier-2", "bridge", "mqtt"):
@@ -194,7 +149,7 @@ def test_stack_comes_up_migrated_with_both_replicas_ready_and_healthy(stack: Sta
     schemas = {_wait_ready(url)["schema"] for url in stack.http}
     assert len(schemas) == 1
     # the image's HEALTHCHECK (podman runs it on demand without systemd timers)
-    _run([stack.podman, "healthcheck", "run", stack.container("verifier-1")], stack.env)
+    run([stack.podman, "healthcheck", "run", stack.container("verifier-1")], stack.env)
     # both replicas publish the one shared EAR key
     assert _jwks(stack.http[0]) == _jwks(stack.http[1])
     # nothing runs as root in the devattest containers
@@ -225,11 +180,11 @@ def test_http_attestation_across_replicas_is_affirmed_and_signed(stack: Stack) -
 
 def _add_mqtt_account(stack: Stack, user: str, password: str) -> None:
     passwd = stack.secrets / "mosquitto_passwd"
-    _run([stack.podman, "run", "--rm", "-v", f"{stack.secrets}:/s:z",
-          "localhost/devattest-services:bookworm",
+    run([stack.podman, "run", "--rm", "-v", f"{stack.secrets}:/s:z",
+          BASE_IMAGES["services"],
           "mosquitto_passwd", "-b", "/s/mosquitto_passwd", user, password], stack.env)
     passwd.chmod(0o644)
-    _run([stack.podman, "restart", stack.container("mqtt")], stack.env)
+    run([stack.podman, "restart", stack.container("mqtt")], stack.env)
 
 
 def test_mqtt_attestation_through_the_bridge_is_affirmed(stack: Stack) -> None:
