@@ -26,7 +26,6 @@ RUN python3 -m venv /opt/build \
       -r requirements.lock
 
 FROM ${RUNTIME_BASE}
-ARG PIP_NO_INDEX
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 # Dependencies: exactly requirements.lock, every file checked against its hash; then the
 # wheel built above (no dependency resolution at all: --no-deps).
