@@ -14,9 +14,12 @@ from devattest.store import create_store_engine, current_revision, head_revision
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DEVATTEST_DATABASE_URL", "DEVATTEST_DATA_DIR", "DEVATTEST_CONFIG_FILE"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(f"{name}_FILE", raising=False)
+    # The CLI exports --db-url and --data-dir to the environment (for uvicorn's workers):
+    # set then delete, so that monkeypatch restores each variable after the test.
+    for base in ("DEVATTEST_DATABASE_URL", "DEVATTEST_DATA_DIR", "DEVATTEST_CONFIG_FILE"):
+        for name in (base, f"{base}_FILE"):
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)
 
 
 def test_admin_migrate_brings_an_empty_database_to_head_and_exits(tmp_path: Path) -> None:
