@@ -26,7 +26,6 @@ RUN python3 -m venv /opt/build \
       -r requirements.lock
 
 FROM ${RUNTIME_BASE}
-ARG PIP_NO_INDEX
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 # Dependencies: exactly requirements.lock, every file checked against its hash; then the
 # wheel built above (no dependency resolution at all: --no-deps).
@@ -38,7 +37,7 @@ RUN python3 -m venv /opt/devattest \
       -r /opt/devattest/requirements.lock \
  && /opt/devattest/bin/pip install --no-index --no-deps /tmp/dist/devattest-*.whl \
  && rm -rf /tmp/deps /tmp/dist \
- && useradd --system --uid 10001 --user-group --home-dir /var/lib/devattest \
+ && useradd --uid 10001 --user-group --no-create-home --home-dir /var/lib/devattest \
       --shell /usr/sbin/nologin devattest \
  && install -d -o devattest -g devattest -m 0700 /var/lib/devattest
 
@@ -47,7 +46,6 @@ ENV PATH=/opt/devattest/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 USER 10001:10001
 WORKDIR /var/lib/devattest
-VOLUME ["/var/lib/devattest"]
 EXPOSE 8080
 # Ready: the database answers and its schema is at the newest migration (GET /readyz, 200).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \

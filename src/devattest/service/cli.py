@@ -133,10 +133,10 @@ def migrate_database(
     from devattest.errors import DevattestError
     from devattest.store import create_store_engine, current_revision, head_revision, migrate
 
-    settings = _settings(data_dir, db_url, config)
-    if not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
+        settings = _settings(data_dir, db_url, config)
+        if not settings.database_url:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_store_engine(settings.effective_database_url)
     except DevattestError as exc:
         typer.echo(f"error: {exc.diagnostics()}", err=True)

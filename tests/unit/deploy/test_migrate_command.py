@@ -14,8 +14,12 @@ from devattest.store import create_store_engine, current_revision, head_revision
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DEVATTEST_DATABASE_URL", "DEVATTEST_DATA_DIR", "DEVATTEST_CONFIG_FILE"):
-        monkeypatch.delenv(name, raising=False)
+    # The CLI exports --db-url and --data-dir to the environment (for uvicorn's workers):
+    # set then delete, so that monkeypatch restores each variable after the test.
+    for base in ("DEVATTEST_DATABASE_URL", "DEVATTEST_DATA_DIR", "DEVATTEST_CONFIG_FILE"):
+        for name in (base, f"{base}_FILE"):
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)
 
 
 def test_admin_migrate_brings_an_empty_database_to_head_and_exits(tmp_path: Path) -> None:
@@ -39,3 +43,12 @@ def test_admin_migrate_gives_up_on_an_unreachable_database_with_one_clear_line()
     assert result.exit_code == 1
     assert "migration failed" in result.output
     assert "Traceback" not in result.output
+
+
+def test_admin_migrate_with_an_unreadable_secret_file_says_so_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVATTEST_DATABASE_URL_FILE", str(tmp_path / "absent"))
+    result = CliRunner().invoke(app, ["admin", "migrate", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 3
+    assert "DEVATTEST_DATABASE_URL_FILE: cannot read" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -98,3 +98,10 @@ def test_mqtt_bridge_reads_its_password_file_and_reports_an_unreadable_one(
                                       "--password-file", str(tmp_path / "absent")])
     assert result.exit_code == 3, result.output
     assert "DEVATTEST_MQTT_PASSWORD_FILE: cannot read" in result.output
+
+
+def test_no_file_variant_can_be_mistaken_for_another_setting() -> None:
+    # DEVATTEST_<NAME>_FILE must not also be the plain variable of a setting named
+    # <name>_file (signing_key_file is a path setting of its own): one meaning per variable
+    names = set(Settings.model_fields)
+    assert not {f"{name}_file" for name in names} & names
