@@ -370,17 +370,22 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
     sub = new_appraisal(status=status, trust_vector=vector, reasons=tuple(reasons),
                         appraisal_policy_id=policy.policy_id, annotated_evidence=annotated,
                         appraisal_policy_ids=policy_ids(policy), nonce=expected_nonce)
+    # The identity this key is bound to, for device binding (the service binds an unbound
+    # device on its first affirming result; step 2.5 then holds it to that identity).
+    identity = key.instance_id if key.instance_id is not None \
+        else scheme.instance_id_for_key(key)
     return _result(evidence, media_type, expected_nonce, now, verifier_id, result_ttl,
-                   scheme_name, sub)
+                   scheme_name, sub, identity)
 
 
 def _result(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
             verifier_id: VerifierId, result_ttl: int, submod: str,
-            sub: Appraisal) -> AttestationResult:
+            sub: Appraisal, identity: bytes | None = None) -> AttestationResult:
     return new_attestation_result(
         status=sub.status, submods={submod: sub}, iat=now, exp=now + result_ttl,
         nonce=expected_nonce, verifier_id=verifier_id,
-        evidence_digest=_sha256(evidence).digest(), media_type=media_type)
+        evidence_digest=_sha256(evidence).digest(), media_type=media_type,
+        attested_identity=identity)
 
 
 def contraindicated_result(error: DevattestError, *, evidence: bytes, media_type: str,
