@@ -242,17 +242,17 @@ def require_scheme_profile(registry: SchemeRegistry, scheme: EvidenceScheme, pro
     owners = registry.schemes_for_profile(profile)
     if scheme.name in owners:
         return
-    shown = safe_text(profile)
+    shown = _shown(profile)
     if owners:
         raise ProfileMismatch(
             f"the token's profile {shown} is appraised by the {' or '.join(owners)} scheme, "
-            f"but its media type {safe_text(media_type)} selected the {scheme.name} scheme",
+            f"but its media type {_shown(media_type)} selected the {scheme.name} scheme",
             step="5.7")
     raise UnknownProfile(f"no evidence scheme appraises the token's profile {shown}: it "
                          f"cannot be affirmed", step="5.7")
 
 
-def safe_text(value: str, limit: int = 120) -> str:
+def _shown(value: str, limit: int = 120) -> str:
     """``value`` quoted for a message, cut to ``limit`` characters (attacker-chosen text)."""
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
