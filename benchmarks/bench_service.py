@@ -210,7 +210,8 @@ def running_service(db: str, workers: int, args: argparse.Namespace,
                     keys: list[ec.EllipticCurvePrivateKey]
                     ) -> Iterator[tuple[subprocess.Popen[bytes], int, list[str]]]:
     """A fresh database with one device (and device token) per key, a ``devattest service
-    serve`` process group on a free port, and the keys provisioned as Trust Anchors."""
+    serve`` process group on a free port, the keys provisioned as Trust Anchors and the
+    devices' software as Reference Values."""
     tmp = Path(tempfile.mkdtemp(prefix="devattest-bench-"))
     dropdb = None
     if db == "sqlite":
@@ -254,6 +255,15 @@ def running_service(db: str, workers: int, args: argparse.Namespace,
              "instance_id": psa_instance_id(k.public_key()).hex(),
              "label": f"bench-{i}"} for i, k in enumerate(keys)]}
         httpx.post(base + "/v1/trust-anchors", content=json.dumps(doc).encode(),
+                   headers={"Authorization": f"Bearer {admin}",
+                            "Content-Type": "application/json"}).raise_for_status()
+        # The devices' software as Reference Values: without them nothing is affirmed
+        # (docs/ear.md, software_not_appraised).
+        refvals = {"format": "devattest.reference-values/v1", "classes": [{
+            "implementation_id": IMPL.hex(),
+            "components": [{"measurement_type": "BL", "measurement_values": ["aa" * 32],
+                            "signer_ids": ["cc" * 32]}]}]}
+        httpx.post(base + "/v1/reference-values", content=json.dumps(refvals).encode(),
                    headers={"Authorization": f"Bearer {admin}",
                             "Content-Type": "application/json"}).raise_for_status()
         yield proc, port, tokens

@@ -150,6 +150,13 @@ class KeyNotFound(VerificationError):
     code = "key_not_found"
 
 
+class DeviceNotBound(KeyNotFound):
+    """The device has no bound identity (Instance ID) and the Verifier requires one: no key
+    is trusted for it yet (``require_device_binding``; docs/service.md)."""
+
+    code = "device_not_bound"
+
+
 class ChainError(VerificationError):
     """The attestation key's certificate chain is not valid."""
 

@@ -137,6 +137,11 @@ class AttestationResult:
     raw_evidence: bytes | None = None
     #: Other top-level EAR claims (extensions), kept verbatim keyed by JSON name or CBOR key.
     extensions: Mapping[str | int, Any] = field(default_factory=dict)
+    #: The identity (Instance ID, TPM name) the attesting key is bound to, when the
+    #: appraisal got as far as finding and checking the key and the key has one (a Trust
+    #: Anchor registered for it, or derived from the key as a PSA Instance ID). Not part of
+    #: the EAR: the service binds an unbound device to it (device binding).
+    attested_identity: bytes | None = field(default=None, compare=False)
 
     @property
     def reasons(self) -> tuple[tuple[str, str], ...]:

@@ -190,5 +190,37 @@ def create_token(
                err=True)
 
 
+@admin_app.command("rebind-device")
+def rebind_device(
+    device_id: Annotated[str, typer.Argument(help="The device to rebind.")],
+    instance_id: Annotated[str | None, typer.Option(
+        help="Hex Instance ID its Evidence must come from from now on.")] = None,
+    unbind: Annotated[bool, typer.Option(
+        "--unbind", help="Unbind it: its next affirming attestation binds it again.")] = False,
+    data_dir: DataDir = None, db_url: DbUrl = None, config: ConfigFile = None,
+) -> None:
+    """Rebind a device (device binding; the same as POST /v1/devices/{id}/binding)."""
+    from devattest.service.problems import ApiError
+    from devattest.service.services.inventory import InventoryService
+    from devattest.store import open_store
+
+    if (instance_id is None) == (not unbind):
+        typer.echo("error: give exactly one of --instance-id or --unbind", err=True)
+        raise typer.Exit(3)
+    settings = _settings(data_dir, db_url, config)
+    store = open_store(settings.effective_database_url)
+    try:
+        device = InventoryService(store).rebind_device(device_id, instance_id=instance_id,
+                                                       now=datetime.now(UTC))
+        bound = device.instance_id
+    except ApiError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(3) from None
+    finally:
+        store.dispose()
+    typer.echo(f"device {device_id} bound to {bound}" if bound
+               else f"device {device_id} unbound: its next affirming attestation binds it")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

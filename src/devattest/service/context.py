@@ -133,7 +133,8 @@ def build_context(settings: Settings, *, registry: SchemeRegistry | None = None
         result_ttl=settings.result_ttl_seconds,
         limits=DecodeLimits(max_token_size=settings.max_evidence_bytes),
         options=VerifyOptions(allow_unprotected_alg=settings.allow_unprotected_alg),
-        async_pool_size=settings.db_event_loop_pool_size)
+        async_pool_size=settings.db_event_loop_pool_size,
+        require_binding=settings.require_device_binding)
     return AppContext(
         settings=settings, store=store, metrics=metrics, registry=registry, signer=signer,
         auth=Authenticator(store, cache_seconds=settings.auth_cache_seconds,

@@ -90,6 +90,14 @@ class DeviceUpdate(BaseModel):
     instance_id: Text | None = Field(default=None, max_length=200)
 
 
+class DeviceBinding(BaseModel):
+    """Rebind a device: the Instance ID (hex) its Evidence must come from, or null to unbind
+    it (its next affirming attestation binds it again)."""
+
+    model_config = ConfigDict(extra="forbid")
+    instance_id: str | None = Field(max_length=200)
+
+
 class DevicePublic(_Public):
     """A device in the inventory."""
 
@@ -125,6 +133,8 @@ class AttestationPublic(_Public):
     ear: str | None
     ear_expires_at: datetime | None
     created_at: datetime
+    #: The Instance ID this attestation bound its device to (its first affirming one).
+    bound_identity: str | None = None
 
 
 class HistoryPage(BaseModel):

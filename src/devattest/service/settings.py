@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     #: Accept a COSE alg from the unprotected header (legacy TF-M tokens); reported in results.
     allow_unprotected_alg: bool = False
+    #: Device binding (docs/service.md): a device registered without an Instance ID is bound
+    #: to the identity of its first affirming attestation. When True, binding is required at
+    #: registration instead: Evidence for a device without a bound Instance ID is refused
+    #: (contraindicated, ``device_not_bound``).
+    require_device_binding: bool = False
 
     #: PEM file with the EAR signing key (EC P-256/384/521 or Ed25519). When neither this nor
     #: PKCS#11 is configured, a P-256 key is generated in ``<data_dir>/ear-signing-key.pem``.

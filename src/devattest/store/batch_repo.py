@@ -47,7 +47,16 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import BindParameter, Connection, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from devattest.errors import StoreError
@@ -106,7 +115,10 @@ _DEVICE_RESULT = (update(_D).where(_D.c.id == bindparam("b_id"))
                   .values(status=bindparam("b_status", type_=_D.c.status.type),
                           latest_attestation_id=bindparam("b_attestation",
                                                           type_=_D.c.latest_attestation_id.type),
-                          updated_at=bindparam("b_now", type_=_D.c.updated_at.type)))
+                          updated_at=bindparam("b_now", type_=_D.c.updated_at.type),
+                          instance_id=func.coalesce(
+                              _D.c.instance_id,
+                              bindparam("b_bind", type_=_D.c.instance_id.type))))
 
 _DEVICE_FACTS = (update(_D).where(_D.c.id == bindparam("b_id"))
                  .values(owner=bindparam("b_owner", type_=_D.c.owner.type),
@@ -194,18 +206,23 @@ ORDER BY device_id, created_at DESC, id"""
 # receipt per pair), so each id is matched to its row whatever order RETURNING uses.
 _PG_HISTORY = """
 INSERT INTO attestations (device_id, challenge_id, outcome, status, media_type,
-                          evidence_sha256, reasons, ear, ear_expires_at, created_at)
+                          evidence_sha256, reasons, ear, ear_expires_at, created_at,
+                          bound_identity)
 SELECT t.device_id, t.challenge_id, t.outcome, t.status, t.media_type, t.evidence_sha256,
-       t.reasons::json, t.ear, t.ear_expires_at, t.created_at
+       t.reasons::json, t.ear, t.ear_expires_at, t.created_at, t.bound_identity
 FROM json_to_recordset(%(rows)s::json)
      AS t(device_id text, challenge_id text, outcome text, status text, media_type text,
           evidence_sha256 text, reasons text, ear text, ear_expires_at timestamptz,
-          created_at timestamptz)
+          created_at timestamptz, bound_identity text)
 RETURNING id, challenge_id, evidence_sha256"""
 
+# Device binding: a still unbound device takes the identity bound by the batch (t.b), a
+# bound one keeps its own.
 _PG_DEVICE_RESULT = """
-UPDATE devices AS d SET status = t.s, latest_attestation_id = t.a, updated_at = %(now)s
-FROM unnest(%(ids)b::text[], %(statuses)b::text[], %(atts)b::bigint[]) AS t(id, s, a)
+UPDATE devices AS d SET status = t.s, latest_attestation_id = t.a, updated_at = %(now)s,
+                        instance_id = COALESCE(d.instance_id, t.b)
+FROM unnest(%(ids)b::text[], %(statuses)b::text[], %(atts)b::bigint[], %(binds)b::text[])
+     AS t(id, s, a, b)
 WHERE d.id = t.id"""
 
 _PG_DEVICE_FACTS = """
@@ -607,19 +624,20 @@ class BatchRepository:
             return [got[(r["challenge_id"], r["evidence_sha256"])] for r in rows]
         return [int(i) for i in self._c.execute(_HISTORY, list(rows)).scalars()]
 
-    def set_device_results(self, rows: Sequence[tuple[str, str, int]], *,
+    def set_device_results(self, rows: Sequence[tuple[str, str, int, str | None]], *,
                            now: datetime) -> None:
-        """Set each device's status and latest result: ``(device_id, status,
-        attestation_id)``."""
+        """Set each device's status and latest result, and bind a still unbound device:
+        ``(device_id, status, attestation_id, bound identity or None)``."""
         if not rows:
             return
         if self._pg:
-            self._pg_run(_PG_DEVICE_RESULT, {"now": now, "ids": [d for d, _, _ in rows],
-                                             "statuses": [s for _, s, _ in rows],
-                                             "atts": [a for _, _, a in rows]})
+            self._pg_run(_PG_DEVICE_RESULT, {"now": now, "ids": [r[0] for r in rows],
+                                             "statuses": [r[1] for r in rows],
+                                             "atts": [r[2] for r in rows],
+                                             "binds": [r[3] for r in rows]})
             return
         self._c.execute(_DEVICE_RESULT, [{"b_id": d, "b_status": s, "b_attestation": a,
-                                          "b_now": now} for d, s, a in rows])
+                                          "b_now": now, "b_bind": b} for d, s, a, b in rows])
 
     def set_device_facts(self, rows: Sequence[tuple[str, str, str]], *, now: datetime) -> None:
         """Set each device's owner and inventory lifecycle state: ``(device_id, owner,

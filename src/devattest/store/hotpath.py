@@ -36,6 +36,7 @@ from sqlalchemy import (
     Connection,
     Table,
     bindparam,
+    func,
     insert,
     literal,
     literal_column,
@@ -143,13 +144,18 @@ _HISTORY_COLUMNS = {
     "ear": bindparam("p_ear", type_=_A.c.ear.type),
     "ear_expires_at": bindparam("p_ear_exp", type_=_A.c.ear_expires_at.type),
     "created_at": _NOW,
+    "bound_identity": bindparam("p_bind", type_=_A.c.bound_identity.type),
 }
+# Device binding: a device still unbound (under the lock) takes the identity its first
+# affirming attestation bound it to; a bound one keeps its own (COALESCE).
+_BIND = bindparam("p_bind", type_=_D.c.instance_id.type)
+_BOUND_INSTANCE = func.coalesce(_D.c.instance_id, _BIND)
 _HISTORY = insert(_A).values(_HISTORY_COLUMNS).returning(_A.c.id)
 
 _DEVICE_RESULT = (update(_D).where(_D.c.id == _DEVICE)
                   .values(status=_STATUS,
                           latest_attestation_id=bindparam("p_attestation"),
-                          updated_at=_NOW))
+                          updated_at=_NOW, instance_id=_BOUND_INSTANCE))
 
 # PostgreSQL: the history row and the device update in one statement.
 _HISTORY_CTE = insert(_A).values(_HISTORY_COLUMNS).returning(_A.c.id).cte("new_attestation")
@@ -158,7 +164,7 @@ _HISTORY_AND_DEVICE = (
     .where(_D.c.id == _DEVICE)
     .values(status=_STATUS,
             latest_attestation_id=select(_HISTORY_CTE.c.id).scalar_subquery(),
-            updated_at=_NOW)
+            updated_at=_NOW, instance_id=_BOUND_INSTANCE)
     .returning(_D.c.latest_attestation_id))
 
 _ENQUEUE = insert(_WD).from_select(
@@ -204,13 +210,15 @@ class SubmissionTx:
 
     def record(self, *, device_id: str, outcome: str, status: str, media_type: str,
                evidence_sha256: str, reasons: list[Any], ear: str,
-               ear_expires_at: datetime | None, update_device: bool) -> int:
+               ear_expires_at: datetime | None, update_device: bool,
+               bound_identity: str | None = None) -> int:
         """Step 3: append the history row (and, for an appraisal, set the device's status
-        and latest result); returns the history id."""
+        and latest result, and bind a still unbound device to ``bound_identity``); returns
+        the history id."""
         params = {"p_device": device_id, "p_challenge": self._id, "p_outcome": outcome,
                   "p_status": status, "p_media_type": media_type[:200],
                   "p_digest": evidence_sha256, "p_reasons": reasons, "p_ear": ear,
-                  "p_ear_exp": ear_expires_at, "p_now": self._now}
+                  "p_ear_exp": ear_expires_at, "p_now": self._now, "p_bind": bound_identity}
         if update_device and self._pg:
             attestation_id = self._conn.execute(_HISTORY_AND_DEVICE, params).scalar_one()
             return int(attestation_id)
@@ -218,7 +226,7 @@ class SubmissionTx:
         if update_device:
             self._conn.execute(_DEVICE_RESULT, {"p_device": device_id, "p_status": status,
                                                 "p_attestation": attestation_id,
-                                                "p_now": self._now})
+                                                "p_now": self._now, "p_bind": bound_identity})
         return attestation_id
 
     def enqueue_webhooks(self, *, event: str, payload: str) -> None:

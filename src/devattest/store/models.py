@@ -72,6 +72,8 @@ class Device(Base):
     owner: Mapped[str] = mapped_column(String(200), default="", index=True)
     lifecycle_state: Mapped[str] = mapped_column(String(32), default="active")
     #: Expected Instance ID / UEID (hex); when set, Evidence must come from this identity.
+    #: Set at registration, by the first affirming attestation (device binding, recorded
+    #: in ``attestations.bound_identity``), or by a provisioner's rebinding.
     instance_id: Mapped[str | None] = mapped_column(String(200))
     #: Status of the latest appraisal (``none`` before the first one).
     status: Mapped[str] = mapped_column(String(20), default="none")
@@ -119,6 +121,9 @@ class Attestation(Base):
     ear: Mapped[str | None] = mapped_column(Text)
     ear_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    #: The Instance ID (hex) this attestation bound its device to: set on the first
+    #: affirming attestation of a device registered without one (device binding).
+    bound_identity: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
 class _Versioned:

@@ -655,16 +655,23 @@ class LifecycleCoordinator:
                                                 now=now)
         used: set[str] = set()
         appraised: list[tuple[int, Appraisal]] = []
+        # Device binding, in submission order as the single path would: once an item binds
+        # an unbound device, the device's later items in this batch are held to that
+        # identity (step 2.5), and only the first binding is recorded.
+        bound: dict[str, str | None] = {}
         for i in valid:
             it = items[i]
             target = targets[it.challenge_id]
             nonce = consumed.get(it.challenge_id)
             if nonce is not None and it.challenge_id not in used:
                 used.add(it.challenge_id)
+                identity = bound.get(target.device_id, target.instance_id)
                 a = appraiser.appraise(it.evidence, media_type=it.media_type, nonce=nonce,
                                        generation=target.generation,
-                                       instance_id=target.instance_id, model=target.model,
+                                       instance_id=identity, model=target.model,
                                        now=now)
+                if a.bind_identity is not None:
+                    bound[target.device_id] = a.bind_identity
             elif nonce is not None or it.challenge_id in refused:
                 # A second submission for one challenge in this batch, or a nonce used or
                 # expired before: recorded as a signed contraindicated result.
@@ -684,12 +691,12 @@ class LifecycleCoordinator:
              "challenge_id": items[i].challenge_id, "outcome": a.outcome, "status": a.status,
              "media_type": items[i].media_type[:200], "evidence_sha256": digests[i],
              "reasons": a.reasons, "ear": a.ear, "ear_expires_at": a.ear_expires_at,
-             "created_at": now} for i, a in appraised])
+             "created_at": now, "bound_identity": a.bind_identity} for i, a in appraised])
         tracked = self._track(repo, {t.device_id: (t.model, t.owner, t.lifecycle_state)
                                      for t in (targets[items[i].challenge_id]
                                                for i, _ in appraised)}, now=now)
         status = {t.device_id: t.status for t in targets.values()}
-        results: dict[str, tuple[str, str, int]] = {}
+        results: dict[str, tuple[str, str, int, str | None]] = {}
         hooks: list[tuple[str, str]] = []
         satisfied: list[tuple[str, str | None]] = []
         for (i, a), attestation_id in zip(appraised, ids, strict=True):
@@ -706,7 +713,7 @@ class LifecycleCoordinator:
                     hooks.append(("device.status_changed", webhook_event(
                         dev, status[dev], a.status, attestation_id, now)))
                 status[dev] = a.status
-                results[dev] = (dev, a.status, attestation_id)
+                results[dev] = (dev, a.status, attestation_id, bound.get(dev))
             summary = ResultSummary(a.status, at=now, requested_at=target.issued_at,
                                     reasons=tuple((r["code"], r["message"]) for r in reasons),
                                     challenge_id=it.challenge_id)

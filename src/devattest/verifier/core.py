@@ -242,17 +242,17 @@ def require_scheme_profile(registry: SchemeRegistry, scheme: EvidenceScheme, pro
     owners = registry.schemes_for_profile(profile)
     if scheme.name in owners:
         return
-    shown = safe_text(profile)
+    shown = _shown(profile)
     if owners:
         raise ProfileMismatch(
             f"the token's profile {shown} is appraised by the {' or '.join(owners)} scheme, "
-            f"but its media type {safe_text(media_type)} selected the {scheme.name} scheme",
+            f"but its media type {_shown(media_type)} selected the {scheme.name} scheme",
             step="5.7")
     raise UnknownProfile(f"no evidence scheme appraises the token's profile {shown}: it "
                          f"cannot be affirmed", step="5.7")
 
 
-def safe_text(value: str, limit: int = 120) -> str:
+def _shown(value: str, limit: int = 120) -> str:
     """``value`` quoted for a message, cut to ``limit`` characters (attacker-chosen text)."""
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
@@ -370,17 +370,22 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
     sub = new_appraisal(status=status, trust_vector=vector, reasons=tuple(reasons),
                         appraisal_policy_id=policy.policy_id, annotated_evidence=annotated,
                         appraisal_policy_ids=policy_ids(policy), nonce=expected_nonce)
+    # The identity this key is bound to, for device binding (the service binds an unbound
+    # device on its first affirming result; step 2.5 then holds it to that identity).
+    identity = key.instance_id if key.instance_id is not None \
+        else scheme.instance_id_for_key(key)
     return _result(evidence, media_type, expected_nonce, now, verifier_id, result_ttl,
-                   scheme_name, sub)
+                   scheme_name, sub, identity)
 
 
 def _result(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
             verifier_id: VerifierId, result_ttl: int, submod: str,
-            sub: Appraisal) -> AttestationResult:
+            sub: Appraisal, identity: bytes | None = None) -> AttestationResult:
     return new_attestation_result(
         status=sub.status, submods={submod: sub}, iat=now, exp=now + result_ttl,
         nonce=expected_nonce, verifier_id=verifier_id,
-        evidence_digest=_sha256(evidence).digest(), media_type=media_type)
+        evidence_digest=_sha256(evidence).digest(), media_type=media_type,
+        attested_identity=identity)
 
 
 def contraindicated_result(error: DevattestError, *, evidence: bytes, media_type: str,

@@ -82,8 +82,7 @@ class InProcess:
         return str(doc["id"]), b64url_decode(doc["nonce"])
 
 
-@pytest.fixture
-def inproc(tmp_path: Path) -> Iterator[InProcess]:
+def _inproc(tmp_path: Path, **settings: Any) -> Iterator[InProcess]:
     url = f"sqlite:///{tmp_path / 'devattest.db'}"
     store = open_store(url)
     store.dispose()
@@ -92,7 +91,7 @@ def inproc(tmp_path: Path) -> Iterator[InProcess]:
     ensure_signing_key(tmp_path)
     app = create_app(Settings(data_dir=tmp_path, database_url=url, webhook_worker=False,
                               retention_interval_seconds=0, auth_cache_seconds=0,
-                              dashboard=False))
+                              dashboard=False, **settings))
     migrate(app.state.ctx.store.engine)
     devices = {"dev-a": PsaDevice("dev-a")}
     ip = InProcess(app, tokens, devices)
@@ -105,6 +104,11 @@ def inproc(tmp_path: Path) -> Iterator[InProcess]:
         yield ip
     finally:
         app.state.ctx.store.dispose()
+
+
+@pytest.fixture
+def inproc(tmp_path: Path) -> Iterator[InProcess]:
+    yield from _inproc(tmp_path)
 
 
 def test_truncated_evidence_from_a_dropped_connection_consumes_no_nonce(
@@ -158,3 +162,82 @@ def test_psa_token_sent_as_generic_eat_is_refused_not_appraised_by_eat(
     assert result["ear_status"] == "contraindicated"
     (sub,) = result["submods"].values()
     assert [x["code"] for x in sub["ear_devattest"]["reasons"]] == ["profile_mismatch"]
+
+
+def test_evidence_for_an_unbound_device_is_refused_when_binding_is_required(
+        tmp_path: Path) -> None:
+    # Device binding required at registration (require_device_binding): no key is trusted
+    # for a device without a bound Instance ID, so its Evidence is refused (a signed
+    # contraindicated result), until a provisioner binds it.
+    for ip in _inproc(tmp_path, require_device_binding=True):
+        dev = ip.devices["dev-a"]
+        cid, nonce = ip.challenge("dev-a")
+        r = ip.call(f"/v1/challenges/{cid}/evidence", who="relying-party",
+                    content_type=MEDIA_TYPE, chunks=[dev.token(nonce)])
+        assert r.status == 200, r.body
+        result = json.loads(r.body)["result"]
+        assert result["ear_status"] == "contraindicated"
+        (sub,) = result["submods"].values()
+        assert [x["code"] for x in sub["ear_devattest"]["reasons"]] == ["device_not_bound"]
+        body = json.dumps({"instance_id": dev.instance_id.hex()}).encode()
+        denied = ip.call("/v1/devices/dev-a/binding", who="relying-party",
+                         content_type="application/json", chunks=[body])
+        assert denied.status == 403, denied.body
+        bound = ip.call("/v1/devices/dev-a/binding", who="provisioner",
+                        content_type="application/json", chunks=[body])
+        assert bound.status == 200, bound.body
+        assert json.loads(bound.body)["instance_id"] == dev.instance_id.hex()
+        cid, nonce = ip.challenge("dev-a")
+        r = ip.call(f"/v1/challenges/{cid}/evidence", who="relying-party",
+                    content_type=MEDIA_TYPE, chunks=[dev.token(nonce)])
+        assert json.loads(r.body)["result"]["ear_status"] == "affirming", r.body
+
+
+def test_rebinding_over_http_unbinds_so_the_next_affirming_attestation_binds(
+        inproc: InProcess) -> None:
+    dev = inproc.devices["dev-a"]
+    cid, nonce = inproc.challenge("dev-a")
+    r = inproc.call(f"/v1/challenges/{cid}/evidence", who="relying-party",
+                    content_type=MEDIA_TYPE, chunks=[dev.token(nonce)])
+    assert json.loads(r.body)["result"]["ear_status"] == "affirming", r.body
+    unbound = inproc.call("/v1/devices/dev-a/binding", who="provisioner",
+                          content_type="application/json",
+                          chunks=[json.dumps({"instance_id": None}).encode()])
+    assert unbound.status == 200 and json.loads(unbound.body)["instance_id"] is None
+    bad = inproc.call("/v1/devices/dev-a/binding", who="provisioner",
+                      content_type="application/json",
+                      chunks=[json.dumps({"instance_id": "zz"}).encode()])
+    assert bad.status == 400, bad.body
+
+
+def test_admin_cli_rebinds_a_device_explicitly(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from devattest.cli.main import app as cli_app
+    from devattest.store import DeviceRepository
+
+    url = f"sqlite:///{tmp_path / 'devattest.db'}"
+    add_device(url, "dev-a", model="m1", owner="acme")
+    runner = CliRunner()
+
+    def bound() -> str | None:
+        store = open_store(url)
+        try:
+            with store.read() as s:
+                device = DeviceRepository(s).get("dev-a")
+                assert device is not None
+                return device.instance_id
+        finally:
+            store.dispose()
+
+    r = runner.invoke(cli_app, ["admin", "rebind-device", "dev-a", "--instance-id",
+                                "01" + "ab" * 32, "--db-url", url])
+    assert r.exit_code == 0, r.output
+    assert bound() == "01" + "ab" * 32
+    r = runner.invoke(cli_app, ["admin", "rebind-device", "dev-a", "--unbind", "--db-url", url])
+    assert r.exit_code == 0 and "unbound" in r.output, r.output
+    assert bound() is None
+    r = runner.invoke(cli_app, ["admin", "rebind-device", "dev-a", "--db-url", url])
+    assert r.exit_code == 3
+    r = runner.invoke(cli_app, ["admin", "rebind-device", "nope", "--unbind", "--db-url", url])
+    assert r.exit_code == 3 and "no device" in r.output

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from devattest.service.deps import Caller, Ctx, Now
 from devattest.service.routes._common import errors, jwt_claims
 from devattest.service.schemas import (
+    DeviceBinding,
     DeviceCreate,
     DevicePage,
     DevicePublic,
@@ -79,6 +80,17 @@ def update_device(device_id: DevicePath, body: DeviceUpdate, ctx: Ctx, caller: C
                                     lifecycle_state=body.lifecycle_state,
                                     instance_id=body.instance_id)
     return DevicePublic.model_validate(d)
+
+
+@router.post("/{device_id}/binding", responses=errors(400, 403, 404))
+def rebind_device(device_id: DevicePath, body: DeviceBinding, ctx: Ctx, caller: Caller,
+                  now: Now) -> DevicePublic:
+    """Rebind a device to another Instance ID, or unbind it (null) so that its next
+    affirming attestation binds it again (admin, provisioner). A device is otherwise bound
+    by its first affirming attestation and refuses Evidence from any other identity."""
+    caller.require("provisioner")
+    return DevicePublic.model_validate(
+        ctx.inventory.rebind_device(device_id, instance_id=body.instance_id, now=now))
 
 
 @router.delete("/{device_id}", status_code=204, responses=errors(403, 404))

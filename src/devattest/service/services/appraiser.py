@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from devattest.errors import NonceExpired, NonceReplayed, UnsupportedMediaType
-from devattest.model import AttestationResult, DecodeLimits, VerifyOptions
+from devattest.errors import DeviceNotBound, NonceExpired, NonceReplayed, UnsupportedMediaType
+from devattest.model import AttestationResult, DecodeLimits, Status, VerifyOptions
 from devattest.schemes import SchemeRegistry
 from devattest.service.metrics import Metrics
 from devattest.service.problems import UnsupportedMedia
@@ -33,6 +33,10 @@ class Appraisal:
     ear: str
     #: ``appraised``, or the refusal code (``nonce_replayed``, ``nonce_expired``).
     outcome: str
+    #: Device binding: the Instance ID (hex) this appraisal binds an unbound device to (its
+    #: first affirming result with a key-bound identity), else None. Every submission path
+    #: records it in the history row and sets the device's ``instance_id`` if still unset.
+    bind_identity: str | None = None
 
     @property
     def status(self) -> str:
@@ -65,12 +69,14 @@ class Appraiser:
         challenge_ttl: lifetime of a challenge issued by the batch event path.
         metrics: the service's metrics (appraisals and challenges are counted as the
             service counts them), or None.
+        require_binding: refuse Evidence for a device without a bound Instance ID
+            (``Settings.require_device_binding``) instead of binding it on first affirming.
     """
 
     def __init__(self, *, material: MaterialCache, signer: ResultSigner,
                  registry: SchemeRegistry, limits: DecodeLimits, options: VerifyOptions,
                  result_ttl: int, challenge_ttl: timedelta,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, require_binding: bool = False) -> None:
         self._material = material
         self._signer = signer
         self._registry = registry
@@ -79,6 +85,7 @@ class Appraiser:
         self._result_ttl = result_ttl
         self.challenge_ttl = challenge_ttl
         self._metrics = metrics
+        self._require_binding = require_binding
 
     @classmethod
     def from_context(cls, ctx: Any) -> Appraiser:
@@ -91,7 +98,7 @@ class Appraiser:
                    options=VerifyOptions(allow_unprotected_alg=s.allow_unprotected_alg),
                    result_ttl=s.result_ttl_seconds,
                    challenge_ttl=timedelta(seconds=s.challenge_ttl_seconds),
-                   metrics=ctx.metrics)
+                   metrics=ctx.metrics, require_binding=s.require_device_binding)
 
     def check_media_type(self, media_type: str) -> None:
         """Refuse a media type without an evidence scheme (before anything is consumed).
@@ -114,6 +121,16 @@ class Appraiser:
         Raises:
             StoreError: the material had to be reloaded and the database failed.
         """
+        if instance_id is None and self._require_binding:
+            # Binding is required at registration: no key is trusted for an unbound device.
+            err = DeviceNotBound("the device has no bound Instance ID and the Verifier "
+                                 "requires binding at registration", step="2.5")
+            refused = contraindicated_result(err, evidence=evidence, media_type=media_type,
+                                             expected_nonce=nonce, now=now,
+                                             result_ttl=self._result_ttl)
+            if self._metrics is not None:
+                self._metrics.appraisals.labels(refused.status.value, "appraised").inc()
+            return Appraisal(refused, self._signer.sign(refused), "appraised")
         material = self._material.for_generation(generation, now=now)
         # The pure core (steps 1-7 of devattest.verifier.core). A device bound to an
         # Instance ID accepts only Evidence signed by the key bound to it (step 2.5): its
@@ -128,7 +145,14 @@ class Appraiser:
                                            if instance_id is not None else None))
         if self._metrics is not None:
             self._metrics.appraisals.labels(result.status.value, "appraised").inc()
-        return Appraisal(result, self._signer.sign(result), "appraised")
+        # Device binding: an unbound device is bound to the identity of its first affirming
+        # attestation; from then on step 2.5 refuses Evidence from any other identity (a
+        # relay through another trusted key, RFC 9334 section 12.1).
+        bind = None
+        if instance_id is None and result.status is Status.AFFIRMING \
+                and result.attested_identity is not None:
+            bind = result.attested_identity.hex()
+        return Appraisal(result, self._signer.sign(result), "appraised", bind)
 
     def refuse(self, evidence: bytes, *, media_type: str, replayed: bool,
                expected_nonce: bytes, now: datetime) -> Appraisal:

@@ -68,7 +68,7 @@ class AttestationService:
     def __init__(self, store: Store, *, material: MaterialCache, signer: ResultSigner,
                  registry: SchemeRegistry, metrics: Metrics, challenge_ttl: timedelta,
                  result_ttl: int, limits: DecodeLimits, options: VerifyOptions,
-                 async_pool_size: int = 8) -> None:
+                 async_pool_size: int = 8, require_binding: bool = False) -> None:
         self._store = store
         self._hot = HotPath(store)
         self._metrics = metrics
@@ -86,7 +86,8 @@ class AttestationService:
         # here, per submission path, not by the appraiser.
         self._appraiser = Appraiser(material=material, signer=signer, registry=registry,
                                     limits=limits, options=options, result_ttl=result_ttl,
-                                    challenge_ttl=challenge_ttl)
+                                    challenge_ttl=challenge_ttl,
+                                    require_binding=require_binding)
 
     def issue_challenge(self, principal: Principal, *, device_id: str, nonce_size: int,
                         now: datetime) -> Challenge:
@@ -255,8 +256,9 @@ class AttestationService:
             model=target.model, now=now)
         result = appraised.result
         status = result.status.value
-        if status != target.status:
-            # A status change owes webhooks: recorded by the general path, under its lock.
+        if status != target.status or appraised.bind_identity is not None:
+            # A status change owes webhooks, and a first binding is recorded with the
+            # device's identity: both by the general path, under its lock.
             return await run_in_threadpool(general)
         attestation_id = await self._async.record_appraised(
             target, generation=material.generation, status=status, media_type=media_type,
@@ -318,7 +320,8 @@ class AttestationService:
                 attestation_id = tx.record(
                     device_id=target.device_id, outcome="appraised", status=status,
                     media_type=media_type, evidence_sha256=digest, reasons=appraised.reasons,
-                    ear=ear, ear_expires_at=appraised.ear_expires_at, update_device=True)
+                    ear=ear, ear_expires_at=appraised.ear_expires_at, update_device=True,
+                    bound_identity=appraised.bind_identity)
                 if target.status != status:
                     tx.enqueue_webhooks(event="device.status_changed", payload=webhook_event(
                         target.device_id, target.status, status, attestation_id, now))

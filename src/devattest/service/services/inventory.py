@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -14,6 +15,8 @@ from devattest.store import (
     Store,
 )
 from devattest.store.models import Attestation, Device
+
+_log = logging.getLogger(__name__)
 
 
 def _check_instance_id(value: str | None) -> str | None:
@@ -63,6 +66,30 @@ class InventoryService:
                                    lifecycle_state=lifecycle_state, instance_id=iid)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
+
+    def rebind_device(self, device_id: str, *, instance_id: str | None,
+                      now: datetime) -> Device:
+        """Rebind a device (a provisioner's explicit action; device binding): bind it to
+        ``instance_id`` (hex), or unbind it (None) so that its next affirming attestation
+        binds it again. Evidence from any other identity is refused from then on.
+
+        Raises:
+            NotFound: no such device.
+            BadRequest: the Instance ID is not 1-64 bytes of hex.
+        """
+        iid = _check_instance_id(instance_id) or None
+        with self._store.write() as s:
+            repo = DeviceRepository(s)
+            device = repo.lock(device_id)
+            if device is None:
+                raise NotFound(f"no device {device_id!r}")
+            previous = device.instance_id
+            device.instance_id = iid
+            device.updated_at = now
+            s.flush()
+            _log.warning("device %s rebound: instance_id %s -> %s", device_id,
+                         previous or "(unbound)", iid or "(unbound)")
+            return device
 
     def get_device(self, device_id: str) -> Device:
         """Raises: NotFound."""
