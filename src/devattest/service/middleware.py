@@ -15,6 +15,14 @@ from devattest.service.metrics import Metrics
 from devattest.service.problems import PayloadTooLarge
 
 _EVIDENCE_PATH = re.compile(r"^/v1/challenges/[^/]+/evidence/?$")
+_TPM_MEDIA_TYPE = b"application/vnd.devattest.tpm-quote+cbor"
+
+
+def _is_tpm_evidence(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return bool(value.split(b";", 1)[0].strip().lower() == _TPM_MEDIA_TYPE)
+    return False
 _log = logging.getLogger("devattest.service.access")
 
 
@@ -31,19 +39,25 @@ async def _send_413(send: Send, limit: int) -> None:
 class BodyLimitMiddleware:
     """Refuses bodies over the limit: at once from ``Content-Length``, and while streaming
     (chunked uploads) by raising :class:`PayloadTooLarge` from ``receive`` before the
-    application has the bytes. Evidence has its own, smaller limit."""
+    application has the bytes. Evidence has its own, smaller limit; TPM quote Evidence
+    (which carries an event log) its own, ``tpm_evidence_limit``, looked at only when a
+    body is over the Evidence limit."""
 
-    def __init__(self, app: ASGIApp, *, evidence_limit: int, default_limit: int) -> None:
+    def __init__(self, app: ASGIApp, *, evidence_limit: int, default_limit: int,
+                 tpm_evidence_limit: int = 0) -> None:
         self.app = app
         self.evidence_limit = evidence_limit
         self.default_limit = default_limit
+        self.tpm_evidence_limit = tpm_evidence_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = (self.evidence_limit if _EVIDENCE_PATH.match(scope.get("path", ""))
-                 else self.default_limit)
+        evidence = _EVIDENCE_PATH.match(scope.get("path", "")) is not None
+        limit = self.evidence_limit if evidence else self.default_limit
+        if evidence and self.tpm_evidence_limit > limit and _is_tpm_evidence(scope):
+            limit = self.tpm_evidence_limit
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:

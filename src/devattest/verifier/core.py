@@ -230,10 +230,11 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
     # Step 1: parse (RFC 9052 section 4.2 / RFC 8392 section 7; scheme-specific profile).
     # A scheme may declare its own larger bound (TPM Evidence carries bare-metal event logs
     # of hundreds of KiB: TpmQuoteScheme.max_evidence_bytes); looked up only when needed.
-    if len(evidence) > limits.max_token_size and len(evidence) > getattr(
-            scheme, "max_evidence_bytes", 0):
-        raise TokenTooLarge(
-            f"token is {len(evidence)} bytes, the limit is {limits.max_token_size}", step="1")
+    if len(evidence) > limits.max_token_size:
+        limit = max(limits.max_token_size, getattr(scheme, "max_evidence_bytes", 0))
+        if len(evidence) > limit:
+            raise TokenTooLarge(f"token is {len(evidence)} bytes, the limit is {limit}",
+                                step="1")
     decoded = scheme.decode(evidence, limits=limits, options=options)
     # Step 2: find the attesting key.
     key = find_key(scheme, decoded, trust_anchors, now=now)

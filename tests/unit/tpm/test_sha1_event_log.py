@@ -142,13 +142,23 @@ def test_bare_metal_log_over_64_kib_is_appraised_under_the_default_1_mib_limit()
 
 def test_event_log_over_the_scheme_limit_is_refused_with_the_limit_named():
     scheme = TpmQuoteScheme(max_eventlog_bytes=64 * 1024)
-    b = legacy.build_sha1_quote(_big_boot(600))
-    with pytest.raises(errors.EvidenceError, match=r"max_eventlog_bytes|limit"):
+    b = legacy.build_sha1_quote(_big_boot(350))  # an 84 KB log, Evidence under 128 KiB
+    with pytest.raises(errors.MalformedEventLog,
+                       match=r"exceeds the limit of 65536 \(max_eventlog_bytes\)"):
         scheme.decode(b.evidence, limits=DEFAULT_LIMITS, options=DEFAULT_OPTIONS)
     result = appraise(b.evidence, b.nonce, b.anchor, registry=SchemeRegistry([scheme]),
                       strict=False)
     assert result.status is Status.CONTRAINDICATED  # type: ignore[attr-defined]
-    assert _sub(result).reasons[0][0] in ("token_too_large", "event_log_malformed")
+    assert _sub(result).reasons[0][0] == "event_log_malformed"
+
+
+def test_evidence_over_the_scheme_bound_is_refused_naming_that_bound():
+    scheme = TpmQuoteScheme(max_eventlog_bytes=64 * 1024)
+    b = legacy.build_sha1_quote(_big_boot(600))
+    result = appraise(b.evidence, b.nonce, b.anchor, registry=SchemeRegistry([scheme]),
+                      strict=False)
+    (code, message), = _sub(result).reasons
+    assert code == "token_too_large" and "the limit is 131072" in message
 
 
 def test_other_schemes_keep_the_callers_token_limit():
