@@ -27,6 +27,7 @@ from devattest.policy._builtin import (
 )
 from devattest.policy._combinators import AllOf, AnyOf
 from devattest.policy._rego import DEFAULT_QUERY, RegoPolicy
+from devattest.policy._tpm import AcceptSha1EventLogs
 
 #: Largest policy file read (a policy is operator-written, but a wrong path should not
 #: read a disk image).
@@ -94,6 +95,7 @@ def policy_from_spec(spec: Any, *, rego_loader: Callable[[str], str] | None = No
         {"all_of": [node, ...]}            {"any_of": [node, ...]}
         {"default": true}                  {"require_hardware_backed_key": true}
         {"require_reference_values": true} {"min_trust": {"executables": "affirming"}}
+        {"accept_sha1_event_logs": true}
         {"rego": {"file": "x.rego", "query": "data.devattest.decision"}}
         {"unsafe_no_op": true}             (tests only; logs a warning on every use)
 
@@ -120,6 +122,7 @@ def policy_from_spec(spec: Any, *, rego_loader: Callable[[str], str] | None = No
         "require_hardware_backed_key": RequireHardwareBackedKey,
         "require_reference_values": RequireReferenceValues,
         "unsafe_no_op": UnsafeNoOp,
+        "accept_sha1_event_logs": AcceptSha1EventLogs,
     }
     if kind in flags:
         if arg is not True:

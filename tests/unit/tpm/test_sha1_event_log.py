@@ -177,3 +177,52 @@ def test_other_schemes_keep_the_callers_token_limit():
 def test_sha1_selection_follows_the_configured_pcrs():
     scheme = TpmQuoteScheme(pcr_selection=PcrSelection.of(sha256=[0, 2, 4, 7]))
     assert scheme.sha1_pcr_selection.describe() == "sha1:0,2,4,7"
+
+
+# ------------------------------------------------------------------ SHA-1 and the policy
+def _appraise_with(policy: object, refs: object = None) -> object:
+    b = legacy.build_sha1_quote(legacy.real_pc_boot())
+    return verify(b.evidence, media_type=MEDIA_TYPE, expected_nonce=b.nonce,
+                  trust_anchors=TrustAnchors.of(keys=[b.anchor]),
+                  reference_values=refs, policy=policy, now=0, registry=REG)  # type: ignore[arg-type]
+
+
+def test_sha1_is_a_warning_unless_the_appraisal_policy_explicitly_accepts_it():
+    from devattest.policy import AcceptSha1EventLogs, AllOf, policy_from_spec
+
+    weak = _sub(_appraise_with(DefaultPolicy()))
+    assert weak.trust_vector.executables == ar4si.UNSAFE_RUNTIME
+    for policy in (AllOf([AcceptSha1EventLogs(), DefaultPolicy()]),
+                   policy_from_spec({"all_of": [{"accept_sha1_event_logs": True},
+                                                {"default": True}]})):
+        sub = _sub(_appraise_with(policy))
+        # Accepted: the SHA-1 warning no longer lowers executables (no Reference Values
+        # here, so it makes no claim), and the EAR still says why, and which policy.
+        assert sub.trust_vector.executables is None
+        assert "tpm_sha1_event_log" in [code for code, _ in sub.reasons]
+        assert AcceptSha1EventLogs.policy_id in sub.appraisal_policy_ids
+
+
+def test_accepting_sha1_does_not_undo_other_executables_findings():
+    from dataclasses import replace
+
+    from devattest.model import Finding
+    from devattest.policy import AcceptSha1EventLogs
+    from devattest.policy._base import PolicyInput
+    from devattest.schemes.tpm.scheme import SHA1_EVENT_LOG_FINDING
+
+    assert SHA1_EVENT_LOG_FINDING == "tpm_sha1_event_log"
+    b = legacy.build_sha1_quote(legacy.real_pc_boot())
+    d = SCHEME.decode(b.evidence, limits=DEFAULT_LIMITS, options=DEFAULT_OPTIONS)
+    claims = SCHEME.extract_claims(d, now=0, options=DEFAULT_OPTIONS)
+    other = Finding("executables", ar4si.UNSAFE_RUNTIME, "other", "another weakness")
+    from devattest.model import TrustVector
+
+    pi = PolicyInput(scheme="tpm", media_type=MEDIA_TYPE,
+                     claims=replace(claims, findings=(*claims.findings, other)),
+                     trust_vector=TrustVector(instance_identity=2, executables=32),
+                     key=b.anchor, reference_values_matched=True)
+    assert AcceptSha1EventLogs().evaluate(pi).trust_vector is None
+    pi = replace(pi, claims=claims)
+    assert AcceptSha1EventLogs().evaluate(pi).trust_vector.executables == (  # type: ignore[union-attr]
+        ar4si.APPROVED_RUNTIME)
