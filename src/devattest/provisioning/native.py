@@ -395,7 +395,7 @@ def _jwk(v: Any, path: str) -> Any:
     try:
         if kty == "EC":
             _obj(v, path, required={"crv", "x", "y"}, optional=allowed_common)
-            curve = _JWK_CURVES.get(v["crv"])
+            curve = _JWK_CURVES.get(_str(v["crv"], f"{path}.crv"))
             if curve is None:
                 raise _err(f"{path}.crv", f"unsupported curve {v['crv']!r}")
             size = (curve.key_size + 7) // 8
@@ -409,7 +409,7 @@ def _jwk(v: Any, path: str) -> Any:
             loaders: dict[str, Callable[[bytes], Any]] = {
                 "Ed25519": ed25519.Ed25519PublicKey.from_public_bytes,
                 "Ed448": ed448.Ed448PublicKey.from_public_bytes}
-            if v["crv"] not in loaders:
+            if _str(v["crv"], f"{path}.crv") not in loaders:
                 raise _err(f"{path}.crv", f"unsupported curve {v['crv']!r}")
             return loaders[v["crv"]](_b64url(v["x"], f"{path}.x"))
         if kty == "oct":

@@ -73,6 +73,10 @@ _CASES = {
                                            h.trust_anchor_ca(h.malformed_extension_ca_pem()),
                                            "provisioning_schema_invalid",
                                            "not a valid certificate"),
+    "jwk-curve-is-a-list": ("trust-anchors", JSON,
+                            b'{"keys": [{"kid": "01", "jwk": {"kty": "EC", "crv": [1], '
+                            b'"x": "AA", "y": "AA"}}]}',
+                            "provisioning_schema_invalid", "keys[0].jwk.crv"),
     "corim-key-unsupported-curve": ("trust-anchors", CORIM, h.corim_unsupported_curve(),
                                     "corim_unsupported", "1.2.840.10045.3.1.2"),
     "corim-bignum-measurement-key": ("reference-values", CORIM,

@@ -4,6 +4,7 @@ service); each must be refused with its document error and a reason that names i
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -131,6 +132,16 @@ def test_trust_anchor_ca_certificate_with_malformed_extension_is_a_schema_error(
                         parse=parse_trust_anchors)
     assert err.path == "certificates[0].certificate"
     assert "not a valid certificate" in err.message
+
+
+@pytest.mark.parametrize("jwk", [
+    {"kty": "EC", "crv": [1], "x": "AA", "y": "AA"},
+    {"kty": "OKP", "crv": {"a": 1}, "x": "AA"},
+], ids=["ec-curve-list", "okp-curve-map"])
+def test_trust_anchor_jwk_with_a_non_string_curve_is_a_schema_error(jwk):
+    doc = json.dumps({"keys": [{"kid": "01", "jwk": jwk}]}).encode()
+    err = _schema_error(doc, parse=parse_trust_anchors)
+    assert err.path == "keys[0].jwk.crv" and "expected a non-empty string" in err.message
 
 
 # --------------------------------------------------------------------------------------
