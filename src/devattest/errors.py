@@ -8,8 +8,9 @@
 * :class:`StoreError` and :class:`TransportError` - infrastructure failures.
 
 Every error has a stable machine-readable ``code`` (used in EAR reasons, API responses
-and tests) and a human ``diagnostics()``. Misuse of the API by a programmer (calling
-steps out of order, wrong types) raises the ordinary Python exceptions instead.
+and tests) and a human ``diagnostics()``. Misuse of the API by a programmer raises
+:class:`UsageError` (also a ``ValueError``) or the ordinary Python exceptions; never a
+result, because it says nothing about the Evidence.
 """
 
 from __future__ import annotations
@@ -390,6 +391,16 @@ class EndorsementKeyUntrusted(VerificationError):
     manufacturer CA, so credential activation against it proves nothing."""
 
     code = "ek_untrusted"
+
+
+# --------------------------------------------------------------------------------------
+# The caller (a programmer) is at fault: an argument no call could succeed with.
+# --------------------------------------------------------------------------------------
+class UsageError(DevattestError, ValueError):
+    """An API was called with an unusable argument (an empty nonce, a naive ``now``). It is
+    raised, never turned into an Attestation Result: it says nothing about the Evidence."""
+
+    code = "usage_error"
 
 
 # --------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from devattest.crypto.keys import load_verification_key
 from devattest.errors import ConfigurationError, EvidenceError
 from devattest.model import KeyAnchor, Status, TrustAnchors, VerifyOptions
 from devattest.schemes import SchemeRegistry, default_registry
+from devattest.schemes.tpm.eventlog import DEFAULT_MAX_EVENTLOG_BYTES
 
 ear_app = typer.Typer(help="Verify and inspect Attestation Results (EAR).", no_args_is_help=True)
 app.add_typer(ear_app, name="ear")
@@ -89,6 +90,10 @@ def verify_command(
         help="Legacy: accept the COSE alg outside the protected header (reported).")] = False,
     now: Annotated[str | None, typer.Option(
         "--now", help="Appraise as of this time (ISO 8601 or POSIX seconds).")] = None,
+    max_eventlog_size: Annotated[int, typer.Option(
+        "--max-eventlog-size", min=1024, max=16 * 1024 * 1024,
+        help="TPM quotes: the largest measured-boot event log accepted, in bytes "
+        "(bare-metal logs exceed 64 KiB).")] = DEFAULT_MAX_EVENTLOG_BYTES,
 ) -> None:
     """Verify Evidence and print the Attestation Result.
 
@@ -114,7 +119,7 @@ def verify_command(
         pol = AllOf([pol, AllowUnappraisedSoftware()])
     if (ear_out is None) != (ear_key is None):
         raise ConfigurationError("--ear-out and --ear-key go together")
-    registry = default_registry()
+    registry = default_registry(tpm_max_eventlog_bytes=max_eventlog_size)
     mt = media_type or sniff_media_type(evidence, registry)
     registry.for_media_type(mt)  # an unknown media type is a usage error (exit 3)
     result = verify(

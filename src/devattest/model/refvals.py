@@ -6,6 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+_ASCII_DIGITS = frozenset("0123456789")
+_MAX_DIGITS = 1000
+
 
 @lru_cache(maxsize=4096)
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -18,12 +21,16 @@ def version_tuple(version: str) -> tuple[int, ...]:
     for part in version.replace("-", ".").replace("+", ".").split("."):
         digits = ""
         for ch in part:
-            if not ch.isdigit():
+            # ASCII only: str.isdigit() also admits "²", which int() refuses.
+            if ch not in _ASCII_DIGITS:
                 break
             digits += ch
         if not digits and out:
             break
-        out.append(int(digits) if digits else 0)
+        # Beyond _MAX_DIGITS the value is astronomically past any provisioned minimum
+        # (provisioning bounds versions); truncating keeps int() under Python's int-string
+        # limit, so a hostile version cannot raise here.
+        out.append(int(digits[:_MAX_DIGITS]) if digits else 0)
     return tuple(out)
 
 

@@ -33,11 +33,13 @@ from devattest.policy._loader import (
     rego_policy_from_source,
 )
 from devattest.policy._rego import DEFAULT_QUERY, RegoPolicy, build_bundle
+from devattest.policy._tpm import AcceptSha1EventLogs
 
 __all__ = [
     "DEFAULT_QUERY",
     "EMPTY_SET_REASON",
     "TRUST_CLAIMS",
+    "AcceptSha1EventLogs",
     "AllOf",
     "AllowUnappraisedSoftware",
     "AnyOf",

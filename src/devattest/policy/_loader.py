@@ -28,6 +28,7 @@ from devattest.policy._builtin import (
 )
 from devattest.policy._combinators import AllOf, AnyOf
 from devattest.policy._rego import DEFAULT_QUERY, RegoPolicy
+from devattest.policy._tpm import AcceptSha1EventLogs
 
 #: Largest policy file read (a policy is operator-written, but a wrong path should not
 #: read a disk image).
@@ -95,6 +96,7 @@ def policy_from_spec(spec: Any, *, rego_loader: Callable[[str], str] | None = No
         {"all_of": [node, ...]}            {"any_of": [node, ...]}
         {"default": true}                  {"require_hardware_backed_key": true}
         {"require_reference_values": true} {"min_trust": {"executables": "affirming"}}
+        {"accept_sha1_event_logs": true}
         {"rego": {"file": "x.rego", "query": "data.devattest.decision"}}
         {"allow_unappraised_software": true}  (explicit signature-only appraisal)
         {"unsafe_no_op": true}             (tests only; logs a warning on every use)
@@ -123,6 +125,7 @@ def policy_from_spec(spec: Any, *, rego_loader: Callable[[str], str] | None = No
         "require_reference_values": RequireReferenceValues,
         "allow_unappraised_software": AllowUnappraisedSoftware,
         "unsafe_no_op": UnsafeNoOp,
+        "accept_sha1_event_logs": AcceptSha1EventLogs,
     }
     if kind in flags:
         if arg is not True:

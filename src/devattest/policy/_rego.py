@@ -7,6 +7,7 @@ each evaluation only sets the ``input`` document and runs the bundle's query.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +21,68 @@ from devattest.policy._document import decision_from_document, policy_input_docu
 DEFAULT_QUERY = "data.devattest.decision"
 _BINDING = "devattest_decision"
 
+#: Bounds on a Rego module, checked before rego-cpp sees it. rego-cpp recurses once per
+#: nesting level and per operator of an expression: a module of 20,000 nested brackets, or
+#: of one expression with 50,000 operators, crashes the process (SIGSEGV), and long chains
+#: take super-linear time to compile. Real policies are a few kilobytes, nest a few levels
+#: and have a handful of operators per expression.
+MAX_REGO_SOURCE_BYTES = 64 * 1024
+MAX_REGO_NESTING = 32
+MAX_REGO_EXPRESSION_OPERATORS = 256
+
+# Rego lexemes (https://www.openpolicyagent.org/docs/policy-reference/#grammar): comments,
+# strings, raw strings, operands (names, numbers), brackets, operators, separators.
+_REGO_TOKENS = re.compile(r"""
+    (?P<skip>\#[^\n]*|\s+)
+  | (?P<operand>"(?:[^"\\\n]|\\.)*"|`[^`]*`|[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9A-Za-z_.]*)
+  | (?P<open>[(\[{])
+  | (?P<close>[)\]}])
+  | (?P<sep>[,;])
+  | (?P<op>:=|==|!=|<=|>=|[-+*/%&|<>=.:!])
+  | (?P<other>.)
+""", re.VERBOSE | re.DOTALL)
+
+
+def check_rego_source(source: str, *, what: str) -> None:
+    """Refuse a Rego module (or query) that rego-cpp cannot compile safely.
+
+    A flat scan, without recursion: nesting of ``( [ {`` outside strings and comments, and
+    the operators of one expression (a run of operands joined by operators; two adjacent
+    operands, a ``,`` or a ``;`` start a new one).
+
+    Raises:
+        PolicyError: larger than :data:`MAX_REGO_SOURCE_BYTES`, nested deeper than
+            :data:`MAX_REGO_NESTING`, or an expression with more than
+            :data:`MAX_REGO_EXPRESSION_OPERATORS` operators.
+    """
+    size = len(source.encode("utf-8", errors="replace"))
+    if size > MAX_REGO_SOURCE_BYTES:
+        raise PolicyError(f"Rego policy {what} is {size} bytes; the limit is "
+                          f"{MAX_REGO_SOURCE_BYTES}")
+    depth = 0
+    operators = 0
+    previous = "sep"
+    for match in _REGO_TOKENS.finditer(source):
+        kind = match.lastgroup or "other"
+        if kind == "skip":
+            continue
+        if kind == "open":
+            depth += 1
+            if depth > MAX_REGO_NESTING:
+                raise PolicyError(f"Rego policy {what} nests brackets deeper than "
+                                  f"{MAX_REGO_NESTING} levels (at character {match.start()})")
+        elif kind == "close":
+            depth = max(depth - 1, 0)
+        elif kind == "sep" or (kind == "operand" and previous in ("operand", "close")):
+            operators = 0
+        elif kind == "op":
+            operators += 1
+            if operators > MAX_REGO_EXPRESSION_OPERATORS:
+                raise PolicyError(f"Rego policy {what} has an expression of more than "
+                                  f"{MAX_REGO_EXPRESSION_OPERATORS} operators (at character "
+                                  f"{match.start()})")
+        previous = kind
+
 
 def build_bundle(source: str, *, query: str, module_name: str = "policy.rego",
                  data: Mapping[str, Any] | None = None) -> Bundle:
@@ -28,8 +91,11 @@ def build_bundle(source: str, *, query: str, module_name: str = "policy.rego",
     This is the only place a bundle is built (tests count calls to it).
 
     Raises:
-        PolicyError: the module or query does not compile.
+        PolicyError: the module or query does not compile, or is over a bound of
+            :func:`check_rego_source`.
     """
+    check_rego_source(source, what=module_name)
+    check_rego_source(query, what=f"{module_name} query")
     try:
         interp = Interpreter()
         if data:

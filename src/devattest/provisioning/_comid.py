@@ -19,11 +19,13 @@ from typing import Any, Literal
 
 import cbor2
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
 from devattest import errors
 from devattest.model import ComponentReference, KeyAnchor
+from devattest.provisioning._cbor import MAX_UINT, show
 
 # CBOR tags (draft-ietf-rats-corim-11 section 12, cbor-tags.txt; RFC 9562 / RFC 9090).
 TAG_UUID = 37
@@ -58,6 +60,11 @@ _HASH_LENGTHS: dict[int | str, int] = {
     7: 48, "sha-384": 48, 8: 64, "sha-512": 64, 9: 28, "sha3-224": 28,
     10: 32, "sha3-256": 32, 11: 48, "sha3-384": 48, 12: 64, "sha3-512": 64,
 }
+
+#: Longest OID (its DER contents octets) accepted: real OIDs are a few dozen bytes.
+MAX_OID_BYTES = 64
+#: Longest version text (version-map ``version``) accepted.
+MAX_VERSION_CHARS = 64
 
 Profile = Literal["generic", "psa"]
 ClassKey = Literal["class-id", "model"]
@@ -156,8 +163,9 @@ def read_comid(comid: Any, acc: Accumulator, *, profile: Profile, class_key: Cla
         raise _fail("comid_tag_identity", f"{where}: tag-identity (1) with tag-id (0) missing")
     tag_id = tag_id_text(identity[0], what=f"{where} tag-id")
     version = identity.get(1, 0)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        raise _fail("comid_tag_version", f"{where}: tag-version must be a uint")
+    if (not isinstance(version, int) or isinstance(version, bool) or not
+            0 <= version <= MAX_UINT):
+        raise _fail("comid_tag_version", f"{where}: tag-version must be a uint (64 bits)")
     source = f"{tag_id}@{version}"
     lang = comid.get(0)
     if lang is not None and not isinstance(lang, str):
@@ -168,7 +176,7 @@ def read_comid(comid: Any, acc: Accumulator, *, profile: Profile, class_key: Cla
     for key, records in triples.items():
         if not isinstance(records, list) or not records:
             raise _fail("triples_not_list",
-                        f"{where}: triples[{key!r}] must be a non-empty array")
+                        f"{where}: triples[{show(key)}] must be a non-empty array")
         if key == 0:
             for i, rec in enumerate(records):
                 _reference_triple(rec, acc, profile=profile, class_key=class_key,
@@ -178,7 +186,7 @@ def read_comid(comid: Any, acc: Accumulator, *, profile: Profile, class_key: Cla
                 _attest_key_triple(rec, acc, profile=profile,
                                    where=f"{where} attest-key-triples[{i}]", source=source)
         else:
-            acc.notes.append(f"{where}: triples {key!r} ignored (not reference values or "
+            acc.notes.append(f"{where}: triples {show(key)} ignored (not reference values or "
                              f"attestation keys)")
     return source
 
@@ -237,7 +245,8 @@ def _environment(env: Any, *, where: str) -> _Env:
                     raise _fail(f"class_{name}", f"{where}: class {name} must be text")
                 out[name] = cls[k]
         for k in (3, 4):
-            if k in cls and (not isinstance(cls[k], int) or cls[k] < 0):
+            if k in cls and (not isinstance(cls[k], int) or isinstance(cls[k], bool)
+                             or not 0 <= cls[k] <= MAX_UINT):
                 raise _fail("class_layer_index", f"{where}: class layer/index must be uint")
     if 1 in env:
         out["instance"] = env[1]
@@ -342,25 +351,45 @@ def _mkey_text(mkey: Any, *, where: str) -> str:
     if isinstance(mkey, bool):
         raise _fail("mkey_type", f"{where}: measurement key cannot be a bool")
     if isinstance(mkey, int) and mkey >= 0:
+        if mkey > MAX_UINT:
+            raise _fail("mkey_too_large", f"{where}: measurement key {show(mkey)} is larger "
+                                          f"than a 64-bit uint")
         return str(mkey)
     if isinstance(mkey, uuid.UUID):
         return str(mkey)
     if isinstance(mkey, cbor2.CBORTag) and mkey.tag == TAG_OID and isinstance(mkey.value, bytes):
-        return _oid_text(mkey.value)
+        return oid_text(mkey.value, where=f"{where}: measurement key")
     raise _fail("mkey_type", f"{where}: measurement key must be uint, text, OID or UUID, "
                              f"got {_kind(mkey)}")
 
 
-def _oid_text(der: bytes) -> str:
+def oid_text(der: bytes, *, where: str) -> str:
+    """A BER-encoded OID's contents octets (RFC 9090 tag 111, X.690 section 8.19) as dotted
+    text.
+
+    Raises:
+        CorimMalformed: empty, longer than :data:`MAX_OID_BYTES`, an arc that is not
+            minimally encoded or wider than 64 bits, or a truncated last arc.
+    """
+    # RFC 9090 section 2.1: the bytes are the contents octets of a BER OID; X.690 8.19.2:
+    # each arc is base-128, high bit set on all but its last byte, no leading 0x80.
+    if not der or len(der) > MAX_OID_BYTES:
+        raise _fail("oid", f"{where}: an OID is 1 to {MAX_OID_BYTES} bytes, got {len(der)}")
     arcs: list[int] = []
     n = 0
+    start = True
     for b in der:
+        if start and b == 0x80:
+            raise _fail("oid", f"{where}: OID arc is not minimally encoded")
         n = (n << 7) | (b & 0x7F)
-        if not b & 0x80:
+        if n > MAX_UINT:
+            raise _fail("oid", f"{where}: OID arc wider than 64 bits")
+        start = not b & 0x80
+        if start:
             arcs.append(n)
             n = 0
-    if not arcs:
-        return "oid:"
+    if not start:
+        raise _fail("oid", f"{where}: OID ends inside an arc")
     first = arcs[0]
     head = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
     return ".".join(str(a) for a in head + arcs[1:])
@@ -448,7 +477,7 @@ def _digests(value: Any, *, where: str) -> set[bytes]:
             raise _fail("digest", f"{where}: a digest is [hash-alg-id (int/text), bstr]")
         expected = _HASH_LENGTHS.get(d[0].lower() if isinstance(d[0], str) else d[0])
         if expected is not None and len(d[1]) != expected:
-            raise _fail("digest_length", f"{where}: digest for alg {d[0]!r} must be "
+            raise _fail("digest_length", f"{where}: digest for alg {show(d[0])} must be "
                                          f"{expected} bytes, got {len(d[1])}")
         if not d[1]:
             raise _fail("digest_length", f"{where}: empty digest")
@@ -480,6 +509,9 @@ def _version(value: Any, *, where: str) -> str | None:
         return None
     if not isinstance(value, dict) or not isinstance(value.get(0), str):
         raise _fail("version_map", f"{where}: version (0) must be {{0: text, ? 1: scheme}}")
+    if len(value[0]) > MAX_VERSION_CHARS:
+        raise _fail("version_map", f"{where}: version text longer than {MAX_VERSION_CHARS} "
+                                   f"characters")
     return str(value[0])
 
 
@@ -492,8 +524,8 @@ def _svn(value: Any, *, where: str) -> int | None:
         TAG_SVN, TAG_MIN_SVN) else value
     if isinstance(value, cbor2.CBORTag) and value.tag not in (TAG_SVN, TAG_MIN_SVN):
         raise _fail("svn", f"{where}: svn must be uint, 552(uint) or 553(uint)")
-    if isinstance(inner, bool) or not isinstance(inner, int) or inner < 0:
-        raise _fail("svn", f"{where}: svn must be a uint")
+    if isinstance(inner, bool) or not isinstance(inner, int) or not 0 <= inner <= MAX_UINT:
+        raise _fail("svn", f"{where}: svn must be a uint (64 bits)")
     return inner
 
 
@@ -582,6 +614,10 @@ def _load_key(key: Any, *, where: str) -> Any:
             raise errors.CorimUnsupported(
                 f"{where}: key type {_kind(key)} is not supported (use a PKIX key or "
                 f"certificate)", reason="key_type")
+    except UnsupportedAlgorithm as exc:
+        # A key on a curve (or of a type) the cryptography backend does not implement.
+        raise errors.CorimUnsupported(f"{where}: {_kind(key)} holds a key devattest cannot "
+                                      f"use ({exc})", reason="key_algorithm") from exc
     except (ValueError, TypeError, binascii.Error) as exc:
         raise _fail("key_invalid", f"{where}: {_kind(key)} does not hold a valid public "
                                    f"key ({exc})") from exc

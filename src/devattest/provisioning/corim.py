@@ -34,7 +34,7 @@ from devattest.model import (
     VerifyOptions,
 )
 from devattest.provisioning import _comid
-from devattest.provisioning._cbor import CORIM_LIMITS, decode
+from devattest.provisioning._cbor import CORIM_LIMITS, decode, show
 from devattest.provisioning._comid import Accumulator, ClassKey, Profile
 
 TAG_COSE_SIGN1 = 18
@@ -206,7 +206,7 @@ def _open_signed(data: bytes, outer: cbor2.CBORTag, *, verification_key: Any,
         raise errors.CorimMalformed("protected header has no alg (1)", reason="no_alg")
     if protected.get(_HDR_CONTENT_TYPE) != CORIM_CONTENT_TYPE:
         raise errors.CorimMalformed(f"protected content type (3) must be {CORIM_CONTENT_TYPE!r}"
-                                    f", got {protected.get(_HDR_CONTENT_TYPE)!r}",
+                                    f", got {show(protected.get(_HDR_CONTENT_TYPE))}",
                                     reason="content_type")
     # 4.2.1: meta-group: corim-meta (8) and/or CWT-Claims (15).
     signer, validity = _signer_meta(protected, limits=limits)
@@ -362,7 +362,7 @@ def _profile_text(value: Any) -> str:
         return value
     if isinstance(value, cbor2.CBORTag) and value.tag == _comid.TAG_OID and isinstance(
             value.value, bytes):
-        return _comid._oid_text(value.value)
+        return _comid.oid_text(value.value, where="profile (3)")
     raise errors.CorimMalformed("profile (3) must be 32(uri) or 111(oid)", reason="profile")
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -42,6 +44,11 @@ MAX_DOCUMENT_SIZE = 4 * 1024 * 1024
 #: Bounds on list lengths inside a document.
 MAX_ITEMS = 10_000
 MAX_BYTES_FIELD = 1024
+#: Largest integer field (lifecycle states, security versions): an unsigned 64-bit value.
+MAX_UINT = 2**64 - 1
+#: Longest version string (dotted numeric).
+MAX_VERSION_CHARS = 64
+_DOTTED_NUMERIC = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 Format = Literal["json", "yaml"]
 
@@ -126,12 +133,16 @@ def _bool(v: Any, path: str) -> bool:
 
 def _uint(v: Any, path: str) -> int:
     if isinstance(v, str) and v.lower().startswith("0x"):
+        if len(v) > 2 + 16:
+            raise _err(path, f"larger than {MAX_UINT} (an unsigned 64-bit integer)")
         try:
             v = int(v, 16)
         except ValueError as exc:
             raise _err(path, "expected an integer or 0x-prefixed hex") from exc
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise _err(path, "expected a non-negative integer")
+    if v > MAX_UINT:
+        raise _err(path, f"larger than {MAX_UINT} (an unsigned 64-bit integer)")
     return v
 
 
@@ -153,8 +164,10 @@ def _version(v: Any, path: str) -> str:
     if isinstance(v, int | float) and not isinstance(v, bool):
         raise _err(path, "a version must be a quoted string (YAML reads 1.10 as 1.1)")
     s = _str(v, path)
-    parts = s.split(".")
-    if not all(p.isdigit() for p in parts):
+    if len(s) > MAX_VERSION_CHARS:
+        raise _err(path, f"a version is at most {MAX_VERSION_CHARS} characters")
+    # ASCII digits only: str.isdigit() also admits "²" and other digits int() refuses.
+    if not _DOTTED_NUMERIC.fullmatch(s):
         raise _err(path, f"version {s!r} must be dotted numeric (e.g. 1.2.3)")
     return s
 
@@ -353,6 +366,8 @@ def _pem_public_key(v: Any, path: str) -> Any:
         raise _err(path, "expected a PEM 'PUBLIC KEY' (SubjectPublicKeyInfo)")
     try:
         key = load_pem_public_key(text.encode())
+    except UnsupportedAlgorithm as exc:
+        raise _err(path, f"unsupported key algorithm or curve: {exc}") from exc
     except (ValueError, TypeError) as exc:
         raise _err(path, f"not a valid public key: {exc}") from exc
     if not isinstance(key, _PUBLIC_KEYS):
@@ -380,7 +395,7 @@ def _jwk(v: Any, path: str) -> Any:
     try:
         if kty == "EC":
             _obj(v, path, required={"crv", "x", "y"}, optional=allowed_common)
-            curve = _JWK_CURVES.get(v["crv"])
+            curve = _JWK_CURVES.get(_str(v["crv"], f"{path}.crv"))
             if curve is None:
                 raise _err(f"{path}.crv", f"unsupported curve {v['crv']!r}")
             size = (curve.key_size + 7) // 8
@@ -394,7 +409,7 @@ def _jwk(v: Any, path: str) -> Any:
             loaders: dict[str, Callable[[bytes], Any]] = {
                 "Ed25519": ed25519.Ed25519PublicKey.from_public_bytes,
                 "Ed448": ed448.Ed448PublicKey.from_public_bytes}
-            if v["crv"] not in loaders:
+            if _str(v["crv"], f"{path}.crv") not in loaders:
                 raise _err(f"{path}.crv", f"unsupported curve {v['crv']!r}")
             return loaders[v["crv"]](_b64url(v["x"], f"{path}.x"))
         if kty == "oct":
@@ -415,12 +430,19 @@ def _certificate(c: Any, path: str) -> CertificateAnchor:
         raise _err(f"{path}.certificate", "expected exactly one PEM certificate")
     try:
         cert = x509.load_pem_x509_certificate(text.encode())
-    except ValueError as exc:
-        raise _err(f"{path}.certificate", f"not a valid certificate: {exc}") from exc
-    try:
+        # The key and the extensions are decoded lazily: decode them now, so that a
+        # certificate devattest cannot use is refused here and not at appraisal time.
+        cert_key = cert.public_key()
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         bc = None
+    except UnsupportedAlgorithm as exc:
+        raise _err(f"{path}.certificate", f"unsupported key algorithm or curve: {exc}"
+                   ) from exc
+    except ValueError as exc:
+        raise _err(f"{path}.certificate", f"not a valid certificate: {exc}") from exc
+    if not isinstance(cert_key, _PUBLIC_KEYS):
+        raise _err(f"{path}.certificate", f"unsupported key type {type(cert_key).__name__}")
     if bc is None or not bc.ca:
         raise _err(f"{path}.certificate", "not a CA certificate (basicConstraints cA is not "
                                           "true)")

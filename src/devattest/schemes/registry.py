@@ -80,8 +80,13 @@ class SchemeRegistry:
         return tuple(self._by_name)
 
 
-def default_registry() -> SchemeRegistry:
-    """A registry with every built-in scheme (psa, eat, and tpm when available)."""
+def default_registry(*, tpm_max_eventlog_bytes: int | None = None) -> SchemeRegistry:
+    """A registry with every built-in scheme (psa, eat, and tpm when available).
+
+    Args:
+        tpm_max_eventlog_bytes: the TPM scheme's event-log size limit (its default, 1 MiB,
+            when None).
+    """
     from devattest.schemes.eat import EatConstrainedScheme, EatScheme
     from devattest.schemes.psa import PsaScheme
 
@@ -91,5 +96,6 @@ def default_registry() -> SchemeRegistry:
     except ImportError:  # pragma: no cover - tpm scheme lands separately
         pass
     else:
-        schemes.append(TpmQuoteScheme())
+        schemes.append(TpmQuoteScheme() if tpm_max_eventlog_bytes is None else
+                       TpmQuoteScheme(max_eventlog_bytes=tpm_max_eventlog_bytes))
     return SchemeRegistry(schemes)

@@ -96,7 +96,8 @@ def create_app(settings: Settings | None = None, *, registry: SchemeRegistry | N
     app.add_middleware(HotRoutes, ctx=ctx, route_for=_route_finder(app))
     app.add_middleware(AccessLogMiddleware, metrics=ctx.metrics, log=settings.access_log)
     app.add_middleware(BodyLimitMiddleware, evidence_limit=settings.max_evidence_bytes,
-                       default_limit=settings.max_body_bytes)
+                       default_limit=settings.max_body_bytes,
+                       tpm_evidence_limit=settings.tpm_max_evidence_bytes)
     return app
 
 

@@ -100,9 +100,9 @@ def load_revocation(settings: Settings) -> ClientRevocation | None:
     return ClientRevocation(settings.mtls_client_crl, settings.mtls_client_ca)
 
 
-def _registry() -> SchemeRegistry:
+def _registry(settings: Settings) -> SchemeRegistry:
     """The built-in evidence schemes (PSA, EAT, the EAT constrained profile, TPM quotes)."""
-    return default_registry()
+    return default_registry(tpm_max_eventlog_bytes=settings.tpm_max_eventlog_bytes)
 
 
 def retention_policy(settings: Settings) -> RetentionPolicy:
@@ -124,7 +124,7 @@ def build_context(settings: Settings, *, registry: SchemeRegistry | None = None
                                       pool_size=settings.db_pool_size,
                                       max_overflow=settings.db_max_overflow))
     metrics = Metrics()
-    registry = registry if registry is not None else _registry()
+    registry = registry if registry is not None else _registry(settings)
     signer = load_signer(settings)
     material = MaterialCache(store)
     attestation = AttestationService(

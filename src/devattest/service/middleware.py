@@ -18,6 +18,14 @@ from devattest.service.metrics import Metrics
 from devattest.service.problems import PayloadTooLarge
 
 _EVIDENCE_PATH = re.compile(r"^/v1/challenges/[^/]+/evidence/?$")
+_TPM_MEDIA_TYPE = b"application/vnd.devattest.tpm-quote+cbor"
+
+
+def _is_tpm_evidence(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return bool(value.split(b";", 1)[0].strip().lower() == _TPM_MEDIA_TYPE)
+    return False
 _log = logging.getLogger("devattest.service.access")
 
 
@@ -57,15 +65,18 @@ def _control_characters_in(scope: Scope) -> str | None:
 
 class BodyLimitMiddleware:
     """Request limits, before any route: bodies over the limit are refused (413) at once
-    from ``Content-Length``, and while streaming (chunked uploads) by raising
-    :class:`PayloadTooLarge` from ``receive`` before the application has the bytes (Evidence
-    has its own, smaller limit); a path or query string holding a control character is
-    refused (422, ``invalid_request``)."""
+    from ``Content-Length``, and while streaming (chunked uploads) before the application
+    has the bytes. Evidence has its own, smaller limit; TPM quote Evidence (which carries an
+    event log) its own, ``tpm_evidence_limit``, looked at only when a body is over the
+    Evidence limit. A path or query string holding a control character is refused (422,
+    ``invalid_request``)."""
 
-    def __init__(self, app: ASGIApp, *, evidence_limit: int, default_limit: int) -> None:
+    def __init__(self, app: ASGIApp, *, evidence_limit: int, default_limit: int,
+                 tpm_evidence_limit: int = 0) -> None:
         self.app = app
         self.evidence_limit = evidence_limit
         self.default_limit = default_limit
+        self.tpm_evidence_limit = tpm_evidence_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,8 +86,10 @@ class BodyLimitMiddleware:
         if where is not None:
             await _send_422(send, where)
             return
-        limit = (self.evidence_limit if _EVIDENCE_PATH.match(scope.get("path", ""))
-                 else self.default_limit)
+        evidence = _EVIDENCE_PATH.match(scope.get("path", "")) is not None
+        limit = self.evidence_limit if evidence else self.default_limit
+        if evidence and self.tpm_evidence_limit > limit and _is_tpm_evidence(scope):
+            limit = self.tpm_evidence_limit
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     result_ttl_seconds: int = Field(default=3600, ge=1)
     #: Evidence bodies above this are refused with 413 before parsing.
     max_evidence_bytes: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
+    #: TPM quote Evidence carries a measured-boot event log, and bare-metal logs exceed
+    #: 64 KiB: the TPM scheme refuses logs over this, and TPM Evidence
+    #: (``application/vnd.devattest.tpm-quote+cbor``) may be this plus 64 KiB, whatever
+    #: ``max_evidence_bytes`` says.
+    tpm_max_eventlog_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
     #: Every other request body (JSON, CoRIM, Rego) is limited to this.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     #: Accept a COSE alg from the unprotected header (legacy TF-M tokens); reported in results.
@@ -146,6 +151,14 @@ class Settings(BaseSettings):
         for net in v:
             ipaddress.ip_network(net, strict=False)  # ValueError -> a validation error
         return v
+
+    @property
+    def tpm_max_evidence_bytes(self) -> int:
+        """The body limit for TPM quote Evidence: its event-log limit plus the rest."""
+        from devattest.schemes.tpm.scheme import EVIDENCE_OVERHEAD_BYTES
+
+        return max(self.max_evidence_bytes,
+                   self.tpm_max_eventlog_bytes + EVIDENCE_OVERHEAD_BYTES)
 
     @property
     def effective_database_url(self) -> str:

@@ -40,6 +40,7 @@ from devattest.errors import (
     SoftwareNotAppraised,
     TokenTooLarge,
     UnknownProfile,
+    UsageError,
     VerifierMalfunction,
 )
 from devattest.model import (
@@ -97,7 +98,7 @@ def _as_epoch(now: datetime | int | float) -> int:
         return now
     if isinstance(now, datetime):
         if now.tzinfo is None:
-            raise TypeError("now must be timezone-aware")
+            raise UsageError("now must be a timezone-aware datetime (or POSIX seconds)")
         return int(now.timestamp())
     return int(now)
 
@@ -202,10 +203,19 @@ def _require_claimed_instance(anchor: KeyAnchor, hints: KeyHints, *, step: str) 
                           step=step)
 
 
-def _require_nonce(expected_nonce: object) -> None:
-    # Misuse, not bad Evidence: freshness is never optional (RFC 9334 section 10).
+def _require_arguments(expected_nonce: object, now: object) -> None:
+    # Misuse, not bad Evidence: freshness is never optional (RFC 9334 section 10), and a
+    # time without a zone is no time. Checked before the pipeline, so it raises.
     if not isinstance(expected_nonce, bytes) or not expected_nonce:
-        raise TypeError("expected_nonce must be non-empty bytes: freshness is not optional")
+        raise UsageError("expected_nonce must be non-empty bytes: freshness is not optional "
+                         f"(got {type(expected_nonce).__name__}"
+                         f"{' of length 0' if isinstance(expected_nonce, bytes) else ''})")
+    if isinstance(now, datetime):
+        if now.tzinfo is None:
+            raise UsageError("now must be a timezone-aware datetime (or POSIX seconds)")
+    elif isinstance(now, bool) or not isinstance(now, int | float):
+        raise UsageError(f"now must be a timezone-aware datetime or POSIX seconds, not "
+                         f"{type(now).__name__}")
 
 
 def _check_nonce(carried: Any, expected: bytes) -> None:
@@ -266,9 +276,13 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
     if trust_anchors.empty:
         raise KeyNotFound("the Trust Anchor set is empty: nothing can be trusted", step="2")
     # Step 1: parse (RFC 9052 section 4.2 / RFC 8392 section 7; scheme-specific profile).
+    # A scheme may declare its own larger bound (TPM Evidence carries bare-metal event logs
+    # of hundreds of KiB: TpmQuoteScheme.max_evidence_bytes); looked up only when needed.
     if len(evidence) > limits.max_token_size:
-        raise TokenTooLarge(
-            f"token is {len(evidence)} bytes, the limit is {limits.max_token_size}", step="1")
+        limit = max(limits.max_token_size, getattr(scheme, "max_evidence_bytes", 0))
+        if len(evidence) > limit:
+            raise TokenTooLarge(f"token is {len(evidence)} bytes, the limit is {limit}",
+                                step="1")
     decoded = scheme.decode(evidence, limits=limits, options=options)
     # Step 2: find the attesting key.
     key = find_key(scheme, decoded, trust_anchors, now=now)
@@ -442,10 +456,13 @@ def verify(evidence: bytes, *, media_type: str, expected_nonce: bytes,
         internal error yields a contraindicated "verifier malfunction" (-1) result.
 
     Raises:
+        UsageError: an argument error, the caller's bug rather than the Evidence's: an
+            empty or non-bytes ``expected_nonce``, a naive datetime or a non-time ``now``.
+            Argument errors raise; Evidence errors never do (they are results).
         UnsupportedMediaType: never; an unknown media type is a contraindicated result. Use
             ``registry.for_media_type`` first to answer 415 before appraisal.
     """
-    _require_nonce(expected_nonce)
+    _require_arguments(expected_nonce, now)
     try:
         reg = registry if registry is not None else _default_registry()
         return _appraise(evidence, media_type, expected_nonce, _as_epoch(now),
@@ -480,11 +497,12 @@ def verify_strict(evidence: bytes, *, media_type: str, expected_nonce: bytes,
     because they are appraisal outcomes, not errors.
 
     Raises:
+        UsageError: an argument error (see :func:`verify`).
         EvidenceError: the Evidence is malformed (a subclass says how).
         VerificationError: a verification step failed (a subclass says which).
         PolicyError: the Appraisal Policy itself is broken.
     """
-    _require_nonce(expected_nonce)
+    _require_arguments(expected_nonce, now)
     reg = registry if registry is not None else _default_registry()
     epoch = _as_epoch(now)
     scheme = reg.for_media_type(media_type)
@@ -513,6 +531,7 @@ def verify_and_sign(evidence: bytes, *, media_type: str, expected_nonce: bytes,
     """Appraise and sign the result as an EAR JWT (ES256). Never raises for bad Evidence.
 
     Raises:
+        UsageError: an argument error (see :func:`verify`).
         ConfigurationError: the signing key is unusable (the operator's fault).
     """
     from devattest.ear import sign_ear_jwt

@@ -295,7 +295,7 @@ def test_unknown_media_type_is_a_contraindicated_result() -> None:
 
 
 def test_empty_expected_nonce_is_a_programming_error() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(errors.UsageError, match="freshness is not optional"):
         run(make_evidence(KEY, claims()), nonce=b"")
 
 

@@ -1,11 +1,17 @@
 """Measured-boot event logs: parse, replay into PCR values, and name the components.
 
-Two forms are accepted:
+Three forms are accepted:
 
 * **TCG PC Client crypto-agile log** (TCG PC Client Platform Firmware Profile, section 10):
   a ``TCG_PCR_EVENT`` header carrying ``TCG_EfiSpecIdEvent`` ("Spec ID Event03"), then
   ``TCG_PCR_EVENT2`` records with a digest per bank. This is what UEFI firmware writes and
   ``tpm2_eventlog`` reads.
+* **TCG 1.2 SHA-1 log** (PFP section 10.2.1 ``TCG_PCClientPCREvent``, the only record of
+  the TCG PC Client Specific Implementation Specification for Conventional BIOS section
+  11.1.1): ``TCG_PCR_EVENT`` records only (pcrIndex u32, eventType u32, digest[20],
+  eventSize u32, event, little-endian), and no Spec ID Event03. BIOS firmware, older UEFI
+  firmware and many cloud images (Debian 10, say) write it, on TPM 1.2 and TPM 2.0 alike. It
+  replays only into the SHA-1 bank, and the scheme marks such an appraisal as weak.
 * **devattest compact log**, for non-UEFI devices: a CBOR array of events
   ``[pcr, name, version / null, measurement]``. The digest extended into each bank is
   ``H_bank(event_data)`` with ``event_data = u16(len(name)) || name || u16(len(version)) ||
@@ -61,12 +67,30 @@ COMPONENT_EVENT_TYPES: dict[int, str] = {
     EV_EFI_PLATFORM_FIRMWARE_BLOB2: "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
 }
 
+#: ``EventLog.format`` of each form.
+FORMAT_TCG = "tcg"
+FORMAT_TCG_SHA1 = "tcg-sha1"
+FORMAT_COMPACT = "compact"
+#: Names of the formats, for messages.
+FORMAT_NAMES = {
+    FORMAT_TCG: "TCG crypto-agile (Spec ID Event03, TCG_PCR_EVENT2) event log",
+    FORMAT_TCG_SHA1: "TCG 1.2 SHA-1 (TCG_PCR_EVENT, no Spec ID Event03) event log",
+    FORMAT_COMPACT: "devattest compact event log",
+}
+#: Largest TCG binary event log accepted by default, in bytes. Bare-metal logs (option ROMs,
+#: many EFI drivers and variables, Secure Boot databases) exceed 64 KiB; 1 MiB holds the
+#: largest seen with room to spare. The scheme's ``max_eventlog_bytes`` changes it.
+DEFAULT_MAX_EVENTLOG_BYTES = 1024 * 1024
+
 _SPEC_ID = b"Spec ID Event03\0"
 _STARTUP_LOCALITY = b"StartupLocality\0"
 _U16 = Struct(">H")
 _LE_U16 = Struct("<H")
 _LE_U32 = Struct("<I")
 _LE_2U32 = Struct("<II")
+_SHA1_SIZE = 20
+_ALG_SHA1 = 0x0004
+_ALG_SHA256 = 0x000B
 _N_COMPACT_PCRS = len(COMPACT_PCRS)
 
 
@@ -92,7 +116,7 @@ class LogEvent:
 class EventLog:
     """A parsed log: its format, events, and PCR initial values (locality)."""
 
-    format: str  # "tcg" or "compact"
+    format: str  # FORMAT_TCG, FORMAT_TCG_SHA1 or FORMAT_COMPACT
     events: tuple[LogEvent, ...]
     #: Banks the log records digests for (compact: any bank; computed on demand).
     banks: frozenset[int] | None
@@ -146,7 +170,7 @@ def parse_compact(items: Any, *, max_events: int) -> EventLog:
             events.append(LogEvent(pcr, {}, None, version, meas, 0, data))
         else:
             events.append(LogEvent(pcr, {}, name, version, meas, 0, data))
-    return EventLog("compact", tuple(events), None, 0, class_id)
+    return EventLog(FORMAT_COMPACT, tuple(events), None, 0, class_id)
 
 
 def _compact_digest(ev: LogEvent, alg: int) -> bytes:
@@ -158,12 +182,79 @@ def _compact_digest(ev: LogEvent, alg: int) -> bytes:
     return digest
 
 
-def parse_tcg(data: bytes, *, max_events: int) -> EventLog:
-    """Parse a TCG PC Client crypto-agile binary event log (PFP sections 10.2.1, 10.2.2).
+def _starts_crypto_agile(data: bytes) -> bool:
+    """Whether the log opens with the crypto-agile header: a TCG_PCR_EVENT for PCR 0 of type
+    EV_NO_ACTION whose event is a TCG_EfiSpecIdEvent with signature "Spec ID Event03"
+    (PFP section 10.4.5.1)."""
+    if len(data) < 32 + len(_SPEC_ID):
+        return False
+    pcr0, etype0 = _LE_2U32.unpack_from(data, 0)
+    return pcr0 == 0 and etype0 == EV_NO_ACTION and data[32:32 + len(_SPEC_ID)] == _SPEC_ID
+
+
+def parse_tcg(data: bytes, *, max_events: int,
+              max_bytes: int = DEFAULT_MAX_EVENTLOG_BYTES) -> EventLog:
+    """Parse a TCG PC Client binary event log: crypto-agile, or the TCG 1.2 SHA-1 format.
+
+    A log that opens with a Spec ID Event03 is crypto-agile (PFP section 10.2.2); any other
+    is read as TCG 1.2 SHA-1 ``TCG_PCR_EVENT`` records (PFP section 10.2.1). Every error
+    message names the format the log was read as.
 
     Raises:
-        MalformedEventLog: not a crypto-agile log, truncated, oversized or inconsistent.
+        MalformedEventLog: empty, larger than ``max_bytes``, truncated, oversized or
+            inconsistent.
     """
+    if len(data) > max_bytes:
+        raise MalformedEventLog(f"TCG event log of {len(data)} bytes exceeds the limit of "
+                                f"{max_bytes} (max_eventlog_bytes)")
+    if not data:
+        raise MalformedEventLog("the TCG event log is empty")
+    if _starts_crypto_agile(data):
+        return _parse_crypto_agile(data, max_events=max_events)
+    return _parse_sha1(data, max_events=max_events)
+
+
+def _parse_sha1(data: bytes, *, max_events: int) -> EventLog:
+    # PFP section 10.2.1 (TCG_PCClientPCREvent): pcrIndex u32, eventType u32, digest[20]
+    # (SHA-1), eventDataSize u32, event[eventDataSize]; little-endian, no header.
+    what = FORMAT_NAMES[FORMAT_TCG_SHA1]
+    n = len(data)
+    pos = 0
+    events: list[LogEvent] = []
+    locality = 0
+    index = 0
+    while pos < n:
+        if index >= max_events:
+            raise MalformedEventLog(f"{what}: more than {max_events} events")
+        if pos + 32 > n:
+            raise MalformedEventLog(f"{what}: event {index} header truncated at byte {pos}")
+        pcr, etype = _LE_2U32.unpack_from(data, pos)
+        digest = data[pos + 8:pos + 8 + _SHA1_SIZE]
+        esize = _LE_U32.unpack_from(data, pos + 28)[0]
+        if pcr > 23:
+            raise MalformedEventLog(f"{what}: event {index}: PCR {pcr} out of range")
+        if esize > MAX_EVENT_DATA:
+            raise MalformedEventLog(f"{what}: event {index}: event data of {esize} bytes "
+                                    f"exceeds {MAX_EVENT_DATA}")
+        body_at = pos + 32
+        if body_at + esize > n:
+            raise MalformedEventLog(f"{what}: event {index} data truncated at byte {body_at}")
+        body = data[body_at:body_at + esize]
+        pos = body_at + esize
+        index += 1
+        if etype == EV_NO_ACTION:
+            # PFP 10.4.5: EV_NO_ACTION (a TCG 1.2 "Spec ID Event00/02" header, or
+            # StartupLocality) is informative and never extended.
+            if pcr == 0 and body[:16] == _STARTUP_LOCALITY and len(body) == 17:
+                locality = body[16]
+            continue
+        comp = COMPONENT_EVENT_TYPES.get(etype)
+        events.append(LogEvent(pcr, {_ALG_SHA1: digest}, comp, None, digest, etype))
+    return EventLog(FORMAT_TCG_SHA1, tuple(events), frozenset({_ALG_SHA1}), locality, None)
+
+
+def _parse_crypto_agile(data: bytes, *, max_events: int) -> EventLog:
+    what = FORMAT_NAMES[FORMAT_TCG]
     n = len(data)
     pos = 0
 
@@ -171,7 +262,7 @@ def parse_tcg(data: bytes, *, max_events: int) -> EventLog:
         nonlocal pos
         p = pos
         if k < 0 or p + k > n:
-            raise MalformedEventLog(f"TCG event log truncated at byte {p}")
+            raise MalformedEventLog(f"{what}: truncated at byte {p}")
         pos = p + k
         return p
 
@@ -181,43 +272,44 @@ def parse_tcg(data: bytes, *, max_events: int) -> EventLog:
     need(20)
     size0 = _LE_U32.unpack_from(data, need(4))[0]
     if etype0 != EV_NO_ACTION or pcr0 != 0 or size0 > 4096:
-        raise MalformedEventLog("TCG event log does not start with a Spec ID event")
+        raise MalformedEventLog(f"{what}: does not start with a Spec ID event")
     spec = data[need(size0):pos]
     if len(spec) < 24 + 4 or spec[:16] != _SPEC_ID:
-        raise MalformedEventLog("not a crypto-agile (Spec ID Event03) event log")
+        raise MalformedEventLog(f"{what}: the Spec ID event is not Spec ID Event03")
     n_algs = _LE_U32.unpack_from(spec, 24)[0]
     if n_algs == 0 or n_algs > 8 or len(spec) < 28 + 4 * n_algs + 1:
-        raise MalformedEventLog("TCG_EfiSpecIdEvent: bad digest algorithm list")
+        raise MalformedEventLog(f"{what}: TCG_EfiSpecIdEvent: bad digest algorithm list")
     sizes: dict[int, int] = {}
     for k in range(n_algs):
         alg, dsize = _LE_U16.unpack_from(spec, 28 + 4 * k)[0], _LE_U16.unpack_from(
             spec, 30 + 4 * k)[0]
         if alg in HASH_ALGS and HASH_ALGS[alg][1] != dsize:
-            raise MalformedEventLog(f"TCG_EfiSpecIdEvent: wrong size for {alg:#06x}")
+            raise MalformedEventLog(f"{what}: TCG_EfiSpecIdEvent: wrong size for {alg:#06x}")
         if dsize == 0 or dsize > 64:
-            raise MalformedEventLog("TCG_EfiSpecIdEvent: bad digest size")
+            raise MalformedEventLog(f"{what}: TCG_EfiSpecIdEvent: bad digest size")
         sizes[alg] = dsize
     events: list[LogEvent] = []
     locality = 0
     while pos < n:
         if len(events) >= max_events:
-            raise MalformedEventLog(f"more than {max_events} events")
+            raise MalformedEventLog(f"{what}: more than {max_events} events")
         pcr, etype = _LE_2U32.unpack_from(data, need(8))
         if pcr > 23:
-            raise MalformedEventLog(f"event {len(events)}: PCR {pcr} out of range")
+            raise MalformedEventLog(f"{what}: event {len(events)}: PCR {pcr} out of range")
         count = _LE_U32.unpack_from(data, need(4))[0]
         if count != len(sizes):
-            raise MalformedEventLog(f"event {len(events)}: {count} digests, the log "
+            raise MalformedEventLog(f"{what}: event {len(events)}: {count} digests, the log "
                                     f"declares {len(sizes)} banks")
         digests: dict[int, bytes] = {}
         for _ in range(count):
             alg = _LE_U16.unpack_from(data, need(2))[0]
             if alg not in sizes or alg in digests:
-                raise MalformedEventLog(f"event {len(events)}: unexpected bank {alg:#06x}")
+                raise MalformedEventLog(f"{what}: event {len(events)}: unexpected bank "
+                                        f"{alg:#06x}")
             digests[alg] = data[need(sizes[alg]):pos]
         esize = _LE_U32.unpack_from(data, need(4))[0]
         if esize > MAX_EVENT_DATA:
-            raise MalformedEventLog(f"event {len(events)}: event data too large")
+            raise MalformedEventLog(f"{what}: event {len(events)}: event data too large")
         body = data[need(esize):pos]
         if etype == EV_NO_ACTION:
             # PFP 10.4.5.3: StartupLocality sets PCR0's initial value; not extended.
@@ -226,18 +318,19 @@ def parse_tcg(data: bytes, *, max_events: int) -> EventLog:
             continue
         comp = COMPONENT_EVENT_TYPES.get(etype)
         events.append(LogEvent(pcr, digests, comp, None,
-                               digests.get(0x000B, next(iter(digests.values()))), etype))
-    return EventLog("tcg", tuple(events), frozenset(sizes), locality, None)
+                               digests.get(_ALG_SHA256, next(iter(digests.values()))), etype))
+    return EventLog(FORMAT_TCG, tuple(events), frozenset(sizes), locality, None)
 
 
-def parse_event_log(value: Any, *, max_events: int) -> EventLog:
+def parse_event_log(value: Any, *, max_events: int,
+                    max_bytes: int = DEFAULT_MAX_EVENTLOG_BYTES) -> EventLog:
     """A compact log (decoded CBOR array) or a TCG binary log (byte string).
 
     Raises:
         MalformedEventLog: neither form, or malformed.
     """
     if isinstance(value, bytes):
-        return parse_tcg(value, max_events=max_events)
+        return parse_tcg(value, max_events=max_events, max_bytes=max_bytes)
     if isinstance(value, list):
         return parse_compact(value, max_events=max_events)
     raise MalformedEventLog("the event log must be a byte string (TCG) or an array (compact)")
@@ -258,15 +351,17 @@ def replay(log: EventLog, pcrs: dict[int, frozenset[int]] | dict[int, tuple[int,
     wanted_any: set[int] = set()
     for alg, idx in pcrs.items():
         if log.banks is not None and alg not in log.banks:
+            held = ", ".join(HASH_NAMES.get(b, hex(b)) for b in sorted(log.banks))
             raise MalformedEventLog(
-                f"the event log has no {HASH_NAMES.get(alg, hex(alg))} digests")
+                f"the {FORMAT_NAMES.get(log.format, log.format)} has no "
+                f"{HASH_NAMES.get(alg, hex(alg))} digests (it holds {held})")
         size = HASH_ALGS[alg][1]
         vals = dict.fromkeys(idx, b"\0" * size)
         wanted_any.update(idx)
         if 0 in vals and log.startup_locality:
             vals[0] = b"\0" * (size - 1) + bytes([log.startup_locality])
         out[alg] = vals
-    compact = log.format != "tcg"
+    compact = log.format == FORMAT_COMPACT
     banks = [(alg, vals, HASH_CTORS[alg]) for alg, vals in out.items()]
     for ev in log.events:
         pcr = ev.pcr
@@ -286,6 +381,11 @@ def replay(log: EventLog, pcrs: dict[int, frozenset[int]] | dict[int, tuple[int,
 
 __all__ = [
     "CLASS_ID_EVENT",
+    "DEFAULT_MAX_EVENTLOG_BYTES",
+    "FORMAT_COMPACT",
+    "FORMAT_NAMES",
+    "FORMAT_TCG",
+    "FORMAT_TCG_SHA1",
     "EventLog",
     "LogEvent",
     "compact_event_data",

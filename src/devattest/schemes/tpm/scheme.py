@@ -29,10 +29,12 @@ numbers extend the core's pipeline (``devattest.verifier.core``):
   matching the AK;
 * 3.4 the signature over the TPMS_ATTEST bytes verifies with the AK;
 * 4   (core) ``extraData`` equals the Verifier's nonce, in constant time;
-* 5.1 the PCR selection is exactly the requested one;
+* 5.1 the PCR selection is exactly the requested one (for a TCG 1.2 SHA-1 event log, the
+  same PCRs in the SHA-1 bank, the only bank such a log can replay);
 * 5.2 the carried PCR values cover exactly that selection and hash to ``pcrDigest``;
 * 5.3 replaying the event log gives exactly the quoted PCR values;
-* 5.4 ``clockInfo.safe`` is honoured (a warning finding when NO);
+* 5.4 ``clockInfo.safe`` is honoured (a warning finding when NO); a SHA-1 log is a warning
+  finding on ``executables`` (``tpm_sha1_event_log``): SHA-1 is broken for collisions;
 * 5.5 the log's components become ``Claims.software_components`` for step 6;
 * 5.6 (service, stateful) ``resetCount``/``restartCount``/``clock`` are monotonic:
   :func:`devattest.schemes.tpm.clock.check_clock_monotonic`.
@@ -40,6 +42,7 @@ numbers extend the core's pipeline (``devattest.verifier.core``):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -70,13 +73,21 @@ from devattest.model import (
     ar4si,
 )
 from devattest.schemes.tpm._cbor import loads
-from devattest.schemes.tpm.eventlog import EventLog, parse_event_log, replay
+from devattest.schemes.tpm.eventlog import (
+    DEFAULT_MAX_EVENTLOG_BYTES,
+    FORMAT_NAMES,
+    FORMAT_TCG_SHA1,
+    EventLog,
+    parse_event_log,
+    replay,
+)
 from devattest.schemes.tpm.structures import (
     ALG_ECC,
     ALG_ECDSA,
     ALG_RSA,
     ALG_RSAPSS,
     ALG_RSASSA,
+    ALG_SHA1,
     ALG_SHA256,
     ALG_SHA384,
     ALG_SHA512,
@@ -116,6 +127,17 @@ _ECDSA: dict[int, ec.ECDSA] = {alg: ec.ECDSA(h) for alg, h in _SIG_HASHES.items(
 _HASH_FUNCS = {ALG_SHA256: hashlib.sha256, ALG_SHA384: hashlib.sha384,
                ALG_SHA512: hashlib.sha512, 0x0004: hashlib.sha1}
 _MAX_PCR = 32
+#: Room in TPM Evidence for everything but the event log (TPMS_ATTEST, signature, AK,
+#: PCR values, an AK certificate chain), added to ``max_eventlog_bytes`` for the Evidence's
+#: own size limit.
+EVIDENCE_OVERHEAD_BYTES = 64 * 1024
+#: Finding code of an appraisal that rests on a SHA-1 event log.
+SHA1_EVENT_LOG_FINDING = "tpm_sha1_event_log"
+_SHA1_FINDING = Finding(
+    "executables", ar4si.UNSAFE_RUNTIME, SHA1_EVENT_LOG_FINDING,
+    f"the {FORMAT_NAMES[FORMAT_TCG_SHA1]} was replayed against the SHA-1 PCR bank: SHA-1 is "
+    "broken for collisions, so its measurements are weak evidence of what ran (an "
+    "Appraisal Policy may accept SHA-1 explicitly: accept_sha1_event_logs)")
 _EMPTY: dict[int, bytes] = {}
 #: SoftwareComponent.measurement_desc for each PCR index.
 _PCR_DESC = tuple(f"pcr {i}" for i in range(_MAX_PCR))
@@ -209,6 +231,10 @@ class TpmQuoteScheme:
         pcr_selection: the PCR selection the Verifier requests (and requires, exactly).
             Defaults to :data:`DEFAULT_PCR_SELECTION` (sha256:0-7).
         max_events: maximum number of events in an event log.
+        max_eventlog_bytes: maximum size of a TCG binary event log (1 MiB by default:
+            bare-metal logs exceed 64 KiB). TPM Evidence may then be up to this plus
+            :data:`EVIDENCE_OVERHEAD_BYTES`, even when the caller's ``DecodeLimits`` allow
+            less (:attr:`max_evidence_bytes`).
     """
 
     name: ClassVar[str] = "tpm"
@@ -216,11 +242,33 @@ class TpmQuoteScheme:
     profiles: ClassVar[tuple[str, ...]] = (PROFILE,)
 
     def __init__(self, *, pcr_selection: PcrSelection = DEFAULT_PCR_SELECTION,
-                 max_events: int = 1024) -> None:
+                 max_events: int = 1024,
+                 max_eventlog_bytes: int = DEFAULT_MAX_EVENTLOG_BYTES) -> None:
+        if max_eventlog_bytes < 1:
+            raise ValueError("max_eventlog_bytes must be positive")
         self.pcr_selection = pcr_selection
         self._wanted = pcr_selection.normalised()
         self._describe = pcr_selection.describe()
+        # A TCG 1.2 SHA-1 log replays only into the SHA-1 bank: the same PCRs, there.
+        self.sha1_pcr_selection = PcrSelection(
+            ((ALG_SHA1, tuple(sorted({i for _, idx in pcr_selection.banks for i in idx}))),))
+        self._sha1_wanted = self.sha1_pcr_selection.normalised()
         self.max_events = max_events
+        self.max_eventlog_bytes = max_eventlog_bytes
+        #: The largest TPM Evidence this scheme decodes (its event log dominates).
+        self.max_evidence_bytes = max_eventlog_bytes + EVIDENCE_OVERHEAD_BYTES
+        self._widened: tuple[DecodeLimits, DecodeLimits] | None = None
+
+    def _limits(self, limits: DecodeLimits) -> DecodeLimits:
+        """The caller's limits, with the token size raised to :attr:`max_evidence_bytes`."""
+        if limits.max_token_size >= self.max_evidence_bytes:
+            return limits
+        cached = self._widened
+        if cached is not None and cached[0] is limits:
+            return cached[1]
+        wide = dataclasses.replace(limits, max_token_size=self.max_evidence_bytes)
+        self._widened = (limits, wide)
+        return wide
 
     # --------------------------------------------------------------------- step 1
     def decode(self, data: bytes, *, limits: DecodeLimits, options: VerifyOptions
@@ -232,6 +280,7 @@ class TpmQuoteScheme:
                 event log).
         """
         # 1.1: strict deterministic CBOR (RFC 8949 section 4.2.1), exactly the known keys.
+        limits = self._limits(limits)
         m = loads(data, limits=limits)
         if not isinstance(m, dict):
             raise MalformedClaims("TPM quote Evidence must be a CBOR map")
@@ -250,7 +299,8 @@ class TpmQuoteScheme:
         attest = parse_attest(attest_bytes)
         pcrs = _decode_pcrs(m[_KEY_PCRS])
         log = parse_event_log(m[_KEY_LOG], max_events=min(self.max_events,
-                                                          limits.max_container_items))
+                                                          limits.max_container_items),
+                              max_bytes=self.max_eventlog_bytes)
         chain: tuple[bytes, ...] = ()
         if _KEY_X5CHAIN in m:
             x5 = m[_KEY_X5CHAIN]
@@ -333,12 +383,22 @@ class TpmQuoteScheme:
         at = ev.attest
         sel = at.pcr_select
         # 5.1: exactly the requested selection (a narrowed quote hides PCRs). Equal banks in
-        #      the configured order are the common case; otherwise compare order-free.
-        same_sel = sel == self.pcr_selection
-        if not same_sel and sel.normalised() != self._wanted:
-            raise PcrSelectionMismatch(
-                f"quote selects {sel.describe()}, the Verifier requested "
-                f"{self.pcr_selection.describe()}", step="5.1")
+        #      the configured order are the common case; otherwise compare order-free. A
+        #      SHA-1 log can only be checked against the SHA-1 bank: the same PCRs, there.
+        if ev.event_log.format == FORMAT_TCG_SHA1:
+            if (sel != self.sha1_pcr_selection
+                    and sel.normalised() != self._sha1_wanted):
+                raise PcrSelectionMismatch(
+                    f"quote selects {sel.describe()}; with a "
+                    f"{FORMAT_NAMES[FORMAT_TCG_SHA1]} the Verifier requires "
+                    f"{self.sha1_pcr_selection.describe()}", step="5.1")
+            same_sel = False  # not the configured selection (the claims describe it)
+        else:
+            same_sel = sel == self.pcr_selection
+            if not same_sel and sel.normalised() != self._wanted:
+                raise PcrSelectionMismatch(
+                    f"quote selects {sel.describe()}, the Verifier requested "
+                    f"{self.pcr_selection.describe()}", step="5.1")
         # 5.2: the PCR values hash (with the signing scheme's hash) to pcrDigest
         #      (TPM 2.0 Part 3 section 18.4: TPMS_QUOTE_INFO.pcrDigest).
         hfunc = _HASH_FUNCS[ev.signature.hash_alg]
@@ -395,9 +455,13 @@ class TpmQuoteScheme:
             annotations = (f"{ignored} event(s) for PCRs outside the quote were ignored",)
         # 5.4: clockInfo.safe (TPM 2.0 Part 2 section 10.11.1).
         findings: tuple[Finding, ...] = ()
+        if ev.event_log.format == FORMAT_TCG_SHA1:
+            # SHA-1 (TCG 1.2) logs: what ran is attested only as strongly as SHA-1 binds
+            # it; the executables claim says so (a warning) unless a policy accepts it.
+            findings = (_SHA1_FINDING,)
         ci = at.clock_info
         if not ci.safe:
-            findings = (Finding(
+            findings += (Finding(
                 "hardware", ar4si.UNSAFE_HARDWARE, "tpm_clock_unsafe",
                 "clockInfo.safe is NO: the TPM clock may repeat values after an unorderly "
                 "shutdown, so clock-based replay detection is weakened"),)
@@ -439,8 +503,10 @@ class TpmQuoteScheme:
 __all__ = [
     "AK_REQUIRED_ATTRIBUTES",
     "DEFAULT_PCR_SELECTION",
+    "EVIDENCE_OVERHEAD_BYTES",
     "MEDIA_TYPE",
     "PROFILE",
+    "SHA1_EVENT_LOG_FINDING",
     "TpmQuoteEvidence",
     "TpmQuoteScheme",
 ]

@@ -7,11 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from devattest.schemes.tpm import MEDIA_TYPE as TPM_MEDIA_TYPE
 from devattest.service.deps import Caller, Ctx, Now
 from devattest.service.fastlane import challenge_body, evidence_body
 from devattest.service.problems import UnsupportedMedia
 from devattest.service.routes._common import errors, read_body
 from devattest.service.schemas import ChallengeCreate, ChallengePublic, EvidenceResult
+from devattest.service.services.material import base_media_type
 
 router = APIRouter(prefix="/v1/challenges", tags=["challenge-response"])
 ChallengeId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
@@ -51,7 +53,10 @@ async def submit_evidence(challenge_id: ChallengeId, request: Request, ctx: Ctx,
         raise UnsupportedMedia("Content-Type must be the Evidence media type")
     # The body is bounded (BodyLimitMiddleware: max_evidence_bytes); the 404/403/415 checks
     # run inside the submission's transaction, before anything is consumed.
-    evidence = await read_body(request, ctx.settings.max_evidence_bytes)
+    limit = ctx.settings.max_evidence_bytes
+    if base_media_type(media_type) == TPM_MEDIA_TYPE:
+        limit = ctx.settings.tpm_max_evidence_bytes  # TPM Evidence carries an event log
+    evidence = await read_body(request, limit)
     sub = await run_in_threadpool(lambda: ctx.attestation.submit_evidence(
         caller, challenge_id=challenge_id, evidence=evidence, media_type=media_type,
         now=now))
