@@ -27,6 +27,7 @@ from devattest.errors import (
     ResultAlgorithmRejected,
     ResultExpired,
     ResultSignatureInvalid,
+    shown,
 )
 from devattest.model import AttestationResult
 from devattest.model._json import compact_json
@@ -126,7 +127,7 @@ def verify_ear_jwt(token: str | bytes, public_key: Any, *, now: int,
     expected = jose_alg_for_key(public_key)
     if not isinstance(alg, str) or alg != expected:
         raise ResultAlgorithmRejected(
-            f"JWS alg {alg!r} is not allowed with this key (expected {expected})")
+            f"JWS alg {shown(alg)} is not allowed with this key (expected {expected})")
     # Step 5 (RFC 7515 5.2 step 8, RFC 7518 3.4 / RFC 8037 3.1): verify the signature.
     signature = b64url_decode_strict(signature_b64, "JWS signature")
     signing_input = (header_b64 + "." + payload_b64).encode("ascii")
@@ -153,13 +154,13 @@ def check_times(iat: Any, exp: Any, nbf: Any, *, now: int, leeway: int,
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise MalformedResult(f"{name} is not an integer")
     if exp is not None and now >= exp + leeway:
-        raise ResultExpired(f"the EAR expired at {exp} (now {now})")
+        raise ResultExpired(f"the EAR expired at {shown(exp)} (now {now})")
     if nbf is not None and now + leeway < nbf:
-        raise ResultExpired(f"the EAR is not valid before {nbf} (now {now})")
+        raise ResultExpired(f"the EAR is not valid before {shown(nbf)} (now {now})")
     if iat is not None and iat > now + leeway:
-        raise ResultExpired(f"the EAR was issued in the future ({iat}, now {now})")
+        raise ResultExpired(f"the EAR was issued in the future ({shown(iat)}, now {now})")
     if max_age is not None and iat is not None and now - iat > max_age + leeway:
-        raise ResultExpired(f"the EAR was issued at {iat}, more than {max_age}s ago")
+        raise ResultExpired(f"the EAR was issued at {shown(iat)}, more than {max_age}s ago")
 
 
 def _verify_signature(public_key: Any, alg: str, signature: bytes, data: bytes) -> None:

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from devattest.errors import InvalidClaim
+from devattest.errors import InvalidClaim, shown
 
 STEP = "5"
 
@@ -204,7 +204,7 @@ def _tstr(key: int, v: Any) -> str:
 
 def _uint(key: int, v: Any) -> int:
     if type(v) is not int or v < 0:
-        raise _bad(key, f"must be an unsigned integer, found {v!r}")
+        raise _bad(key, f"must be an unsigned integer, found {shown(v)}")
     return v
 
 
@@ -283,7 +283,7 @@ def _format_bodies(key: int, v: Any) -> tuple[FormatBody, ...]:
             raise _bad(key, "entries must be [content-type, content]")
         ct = entry[0]
         if type(ct) is not int or not 0 <= ct <= 65535:
-            raise _bad(key, f"content type must be a CoAP content format, found {ct!r}")
+            raise _bad(key, f"content type must be a CoAP content format, found {shown(ct)}")
         if type(entry[1]) not in (bytes, str):
             raise _bad(key, f"content must be a byte or text string, found "
                             f"{_tname(entry[1])}")
@@ -307,10 +307,9 @@ def _measres(v: Any) -> tuple[MeasurementResults, ...]:
             if result is None:
                 results.append((item[0], None))
                 continue
-            try:
-                results.append((item[0], MeasurementResult(result)))
-            except ValueError:
-                raise _bad(MEASRES, f"unknown result {result!r}") from None
+            if type(result) is not int or result not in MeasurementResult._value2member_map_:
+                raise _bad(MEASRES, f"unknown result {shown(result)}")
+            results.append((item[0], MeasurementResult(result)))
         out.append(MeasurementResults(group[0], tuple(results)))
     return tuple(out)
 
@@ -341,7 +340,7 @@ def _submods(v: Any, depth: int) -> dict[str, Submodule]:
                 and type(sub[1]) is bytes:
             out[name] = Submodule(name, detached_digest=(sub[0], sub[1]))
         else:
-            raise _bad(SUBMODS, f"submodule {name!r} is not a claims set, nested token or "
+            raise _bad(SUBMODS, f"submodule {shown(name)} is not a claims set, nested token or "
                                 f"detached digest")
     return out
 
@@ -386,14 +385,14 @@ def parse_eat_claims(claims: Mapping[Any, Any], *, _depth: int = 0) -> EatClaims
             vals["oemboot"] = v
         elif key == DBGSTAT:
             if type(v) is not int or v not in DebugStatus._value2member_map_:
-                raise _bad(key, f"must be a debug status 0 to 4, found {v!r}")
+                raise _bad(key, f"must be a debug status 0 to 4, found {shown(v)}")
             vals["dbgstat"] = DebugStatus(v)
         elif key == LOCATION:
             vals["location"] = _location(v)
         elif key == PROFILE:
             # RFC 9711 section 4.3.2: a URI (text) or an OID (bstr, untagged).
             if type(v) not in (str, bytes) or not v:
-                raise _bad(key, f"must be a URI or an OID, found {v!r}")
+                raise _bad(key, f"must be a URI or an OID, found {shown(v)}")
             vals["profile"] = v
         elif key == SUBMODS:
             vals["submods"] = _submods(v, _depth)
