@@ -2,8 +2,8 @@
 and verification for Relying Parties.
 
 * :func:`result_to_claims` / :func:`claims_to_result`: JSON claims-set (-03 names out; -03,
-  -02 and Veraison names in). :func:`result_to_cbor_claims` / :func:`cbor_claims_to_result`:
-  the CBOR claims-set with integer keys.
+  -02, Veraison and Trustee names in). :func:`result_to_cbor_claims` /
+  :func:`cbor_claims_to_result`: the CBOR claims-set with integer keys.
 * :func:`sign_ear_jwt` / :func:`verify_ear_jwt`: JWS Compact (ES256/384/512, EdDSA).
 * :func:`sign_ear_cwt` / :func:`verify_ear_cwt`: COSE_Sign1.
 * :func:`public_jwks` / :func:`public_key_from_jwk`: the service's key set, and key import.
@@ -17,6 +17,7 @@ from devattest.ear._claims import (
     EAR_PROFILE,
     EAR_PROFILE_02,
     KNOWN_PROFILES,
+    TRUSTEE_PROFILE,
     VERAISON_PROFILE,
     cbor_claims_to_result,
     claims_to_result,
@@ -42,6 +43,7 @@ __all__ = [
     "EAR_PROFILE_02",
     "KNOWN_PROFILES",
     "MAX_JWT_SIZE",
+    "TRUSTEE_PROFILE",
     "VERAISON_PROFILE",
     "cbor_claims_to_result",
     "claims_to_result",

@@ -29,8 +29,12 @@ EAR_PROFILE = "tag:ietf.org,2026:rats/ear#03"
 EAR_PROFILE_02 = "tag:ietf.org,2025-07:ear"
 #: The profile Veraison's ``ear`` library emits (with the -02 claim names).
 VERAISON_PROFILE = "tag:github.com,2023:veraison/ear"
+#: The profile Confidential Containers' Trustee emits: the Veraison profile under another name
+#: (Trustee signs with Veraison's Rust ``ear`` crate; Veraison's Go ``ear`` library reads it as
+#: an alias of its own). Read with the -02 claim names, like :data:`VERAISON_PROFILE`.
+TRUSTEE_PROFILE = "tag:github.com,2024:confidential-containers/Trustee"
 #: Every profile :func:`claims_to_result` accepts.
-KNOWN_PROFILES = frozenset({EAR_PROFILE, EAR_PROFILE_02, VERAISON_PROFILE})
+KNOWN_PROFILES = frozenset({EAR_PROFILE, EAR_PROFILE_02, VERAISON_PROFILE, TRUSTEE_PROFILE})
 
 #: The devattest extension (reasons, annotated evidence, failed step): an unregistered
 #: claim, named like the -03 Veraison extensions (section 4.5) in JSON and taken from the

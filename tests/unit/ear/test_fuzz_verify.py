@@ -9,7 +9,6 @@ types reached lookups and formatting that raised TypeError or ValueError.
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any
 
 import cbor2
@@ -26,9 +25,8 @@ from devattest.ear import (
     verify_ear_cwt,
     verify_ear_jwt,
 )
-from devattest.ear._claims import b64url_encode
 from devattest.errors import ResultError
-from tests.unit.ear._results import NOW, make_result
+from tests.unit.ear._results import NOW, make_result, sign_raw_jwt
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 PUB = KEY.public_key()
@@ -50,15 +48,7 @@ def _verify_cwt(token: bytes) -> None:
 
 def _signed_jwt(header: Any, claims: Any) -> str:
     """A JWS over arbitrary JSON, validly signed with KEY (ES256)."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
-    def part(value: Any) -> str:
-        return b64url_encode(json.dumps(value, separators=(",", ":")).encode())
-
-    signing_input = f"{part(header)}.{part(claims)}"
-    r, s = decode_dss_signature(KEY.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
-    return signing_input + "." + b64url_encode(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    return sign_raw_jwt(KEY, header, claims)
 
 
 # JSON values: every type, big and odd numbers, deep and wide containers.

@@ -46,8 +46,12 @@ _LOCATION_KEYS: dict[int, str] = {
     6: "heading", 7: "speed", 8: "timestamp", 9: "age",
 }
 
-# UEID type bytes (RFC 9711 section 4.2.1).
+# UEID type bytes (RFC 9711 section 4.2.1, Table 1).
 UEID_TYPES = {0x01: "RAND", 0x02: "IEEE EUI", 0x03: "IMEI"}
+#: Lengths of the identifier after the type byte (RFC 9711 section 4.2.1, Table 1): RAND is a
+#: 128-, 192- or 256-bit random number; IEEE EUI an EUI-48, EUI-60 or EUI-64 (6 or 8 bytes);
+#: IMEI 14 bytes, one per decimal digit (the digit's value, not its ASCII code).
+UEID_LENGTHS: dict[int, tuple[int, ...]] = {0x01: (16, 24, 32), 0x02: (6, 8), 0x03: (14,)}
 
 
 class DebugStatus(IntEnum):
@@ -221,11 +225,20 @@ def _time(key: int, v: Any) -> int:
 
 
 def _ueid(key: int, v: Any) -> bytes:
-    # RFC 9711 section 4.2.1: bstr .size (7..33), first byte the UEID type.
+    # RFC 9711 section 4.2.1: bstr .size (7..33), the first byte the UEID type (Table 1),
+    # the rest of the length that type defines.
     ueid = _bstr(key, v, 7, 33)
-    if ueid[0] not in UEID_TYPES:
-        raise _bad(key, f"has unknown UEID type 0x{ueid[0]:02x} (0x01 RAND, 0x02 IEEE EUI, "
+    kind = ueid[0]
+    lengths = UEID_LENGTHS.get(kind)
+    if lengths is None:
+        raise _bad(key, f"has unknown UEID type 0x{kind:02x} (0x01 RAND, 0x02 IEEE EUI, "
                         f"0x03 IMEI)")
+    if len(ueid) - 1 not in lengths:
+        sizes = " or ".join(str(n) for n in lengths)
+        raise _bad(key, f"is a {UEID_TYPES[kind]} UEID of {len(ueid) - 1} bytes after the type "
+                        f"byte; RFC 9711 section 4.2.1 requires {sizes}")
+    if kind == 0x03 and max(ueid[1:]) > 9:
+        raise _bad(key, "is an IMEI UEID whose bytes are not all decimal digit values (0-9)")
     return ueid
 
 
