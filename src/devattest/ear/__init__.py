@@ -27,7 +27,13 @@ from devattest.ear._claims import (
 )
 from devattest.ear._cwt import sign_ear_cwt, verify_ear_cwt
 from devattest.ear._jwt import DEFAULT_LEEWAY, MAX_JWT_SIZE, sign_ear_jwt, verify_ear_jwt
-from devattest.ear._keys import jose_alg_for_key, public_jwk, public_jwks, public_key_from_jwk
+from devattest.ear._keys import (
+    jose_alg_for_key,
+    key_id,
+    public_jwk,
+    public_jwks,
+    public_key_from_jwk,
+)
 
 #: EAR media types (draft-ietf-rats-ear-03 section 5).
 EAR_JWT_MEDIA_TYPE = f'application/eat-jwt; eat_profile="{EAR_PROFILE}"'
@@ -49,6 +55,7 @@ __all__ = [
     "claims_to_result",
     "jose_alg_for_key",
     "json_safe",
+    "key_id",
     "public_jwk",
     "public_jwks",
     "public_key_from_jwk",

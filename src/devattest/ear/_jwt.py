@@ -20,7 +20,7 @@ from devattest.ear._claims import (
     claims_to_result,
     result_to_claims,
 )
-from devattest.ear._keys import ec_coordinate_size, jose_alg_for_key
+from devattest.ear._keys import ec_coordinate_size, jose_alg_for_key, key_id
 from devattest.errors import (
     ConfigurationError,
     MalformedResult,
@@ -47,7 +47,9 @@ def sign_ear_jwt(result: AttestationResult, private_key: Any, *, kid: str | None
     Args:
         result: the Attestation Result; its claims are :func:`result_to_claims`.
         private_key: EC P-256 (ES256), P-384 (ES384), P-521 (ES512) or Ed25519 (EdDSA).
-        kid: the ``kid`` header, naming the key in the service's JWK Set.
+        kid: the ``kid`` header, naming the key in the Verifier's JWK Set; by default the
+            key's RFC 7638 thumbprint (the ``kid`` :func:`public_jwks` gives it). Every EAR
+            carries one, so that a Relying Party with several keys picks the right one.
 
     Returns:
         ``header.payload.signature``.
@@ -58,9 +60,8 @@ def sign_ear_jwt(result: AttestationResult, private_key: Any, *, kid: str | None
     if not isinstance(private_key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
         raise ConfigurationError("the EAR signing key must be an EC or Ed25519 private key")
     alg = jose_alg_for_key(private_key)
-    header: dict[str, str] = {"alg": alg, "typ": "JWT"}
-    if kid is not None:
-        header["kid"] = kid
+    header: dict[str, str] = {"alg": alg, "typ": "JWT",
+                              "kid": kid if kid is not None else key_id(private_key)}
     signing_input = (_b64json(header) + "." + _b64json(result_to_claims(result))).encode()
     if isinstance(private_key, ed25519.Ed25519PrivateKey):
         signature = private_key.sign(signing_input)
