@@ -6,8 +6,8 @@ Three paths give one answer:
   ``_cbor_scan.c`` when a C compiler is available), one pass over the bytes checks
   everything :func:`_strict_walk` checks, and an accepted input goes straight to cbor2's C
   decoder. A violation it finds is named by the walker; input it does not judge on its own
-  (indefinite lengths, non-preferred heads, float or boolean map keys, maps of more than 64
-  pairs) takes the next path. ``DEVATTEST_NO_EXTENSIONS`` set to anything non-empty at
+  (indefinite lengths, non-preferred heads, float map keys, maps of more than 64 pairs)
+  takes the next path. ``DEVATTEST_NO_EXTENSIONS`` set to anything non-empty at
   import time turns the scanner off.
 * Without it, the fast path decodes with cbor2's C decoder, walks the result once
   (iteratively) for depth, container sizes and plain types, and re-encodes it: when the
@@ -16,6 +16,11 @@ Three paths give one answer:
 * Anything else goes to :func:`_strict_walk`, an iterative pure-Python walker over the bytes
   that is authoritative: it raises the exact violation, or accepts a valid non-preferred
   encoding (the value cbor2 decoded is then returned).
+
+Beyond well-formedness, all three refuse: duplicate map keys, map keys that are not
+integers, text or byte strings or floats (containers, tags and simple values), the tags in
+:data:`REFUSED_TAGS`, and bignums above ``DecodeLimits.max_bignum_bits``. The value returned
+is cbor2 5's data model (lists and dicts) on cbor2 5 and cbor2 6 alike (see :func:`_thaw`).
 
 The fast path accepts only what the walker accepts. The nesting depth counts arrays, maps,
 and tags whose content is an array, a map or a tag (so a bignum, tag 2 around a byte string,
@@ -118,9 +123,6 @@ if TAG_CONTENT_FROZEN:
 else:
     _loads = cbor2.loads
 
-#: cbor2's decoding errors: cbor2 5's are ValueErrors, cbor2 6's (CBORDecodeError) are not.
-CBOR_DECODE_ERRORS: Final = (cbor2.CBORError, ValueError, TypeError, OverflowError, EOFError)
-
 _Scan = Callable[[bytes, int, int, int], "tuple[int, int] | None"]
 _scan: _Scan | None
 #: The native scanner's interface version this module speaks (SCAN_ABI in _cbor_scan.c).
@@ -184,7 +186,9 @@ def strict_loads(data: bytes, *, limits: DecodeLimits) -> Any:
         TruncatedEvidence: The item ends early, or a length exceeds the bytes left.
         InvalidCbor: The bytes are not well-formed CBOR, or a tag's content is invalid.
         UnexpectedTag: A refused tag (value sharing, string references, regex, MIME).
-        UnsupportedCbor: A map key is an array, map or tagged item.
+        UnsupportedCbor: A map key is an array, map, tagged item or simple value (false,
+            true, null, undefined, simple(n)).
+        IntegerTooLarge: A bignum (tag 2 or 3) exceeds ``limits.max_bignum_bits``.
     """
     if type(data) is not bytes:
         data = bytes(data)
