@@ -15,7 +15,44 @@ result, because it says nothing about the Evidence.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
+
+#: Characters (or bytes) of an untrusted value that :func:`shown` puts in a message.
+SHOWN_MAX: Final = 40
+
+
+def shown(value: object) -> str:
+    """A bounded rendering of a value from untrusted input, for an error message.
+
+    Every message that quotes a value from Evidence, a result or a provisioning document
+    formats it here, never with ``str()``, ``repr()`` or ``!r`` on the value itself: a huge
+    integer cannot be printed in less than quadratic time (Python refuses above 4300 digits
+    and raises ``ValueError``), and a long string or a deep container would make the message
+    as large as the input. Scalars are shown as ``repr`` would (strings and byte strings cut
+    to :data:`SHOWN_MAX`, integers beyond 64 bits by their size), containers by their type
+    and length, anything else by its type name. Never raises.
+    """
+    if value is None or value is True or value is False:
+        return repr(value)
+    if isinstance(value, int):
+        if -(1 << 64) <= value < (1 << 64):
+            return int.__repr__(value)
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, float):
+        return float.__repr__(value)
+    if isinstance(value, str | bytes | bytearray):
+        if len(value) <= SHOWN_MAX:
+            return repr(value)
+        unit = "characters" if isinstance(value, str) else "bytes"
+        return f"{value[:SHOWN_MAX]!r}... ({len(value)} {unit})"
+    name = type(value).__name__
+    if name in ("CBORTag", "CBORSimpleValue"):  # cbor2's types, without importing cbor2
+        number = getattr(value, "tag" if name == "CBORTag" else "value", None)
+        if type(number) is int:
+            return f"{'CBOR tag' if name == 'CBORTag' else 'simple value'} {shown(number)}"
+    if isinstance(value, list | tuple | dict | set | frozenset):
+        return f"a {name} of length {len(value)}"
+    return f"a value of type {name}"
 
 
 class DevattestError(Exception):
@@ -106,10 +143,16 @@ class TooManyItems(EvidenceError):
 
 
 class UnsupportedCbor(EvidenceError):
-    """The CBOR is well-formed but uses a feature devattest refuses as Evidence (complex map
-    keys such as arrays, maps or tagged items)."""
+    """The CBOR is well-formed but uses a feature devattest refuses as Evidence (map keys
+    that are arrays, maps, tagged items or simple values)."""
 
     code = "unsupported_cbor"
+
+
+class IntegerTooLarge(EvidenceError):
+    """A CBOR bignum (tag 2 or 3) exceeds the configured maximum size."""
+
+    code = "integer_too_large"
 
 
 class MalformedClaims(EvidenceError):

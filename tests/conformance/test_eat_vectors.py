@@ -9,6 +9,7 @@ payloads re-signed with a test key are appraised end to end.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,19 @@ PAYLOAD_FILES = ["minimal.diag", "simple.diag", "valid_hw_block.diag", "valid_hw
                  "valid_tee.diag"]
 
 
-def diag(path: Path) -> Any:
-    return cbor2.loads(cbor_diag.diag2cbor(path.read_text()))
+# The examples' UEID: type 0x01 (RAND) and 15 random bytes, 120 bits. RFC 9711 section 4.2.1
+# (Table 1) requires 128, 192 or 256 random bits, and devattest refuses it (see
+# test_example_rand_ueid_of_15_bytes_is_refused); the other tests read the examples with a
+# conforming 16-byte RAND UEID in its place.
+EXAMPLE_UEID = "0198f50a4ff6c05861c8860d13a638ea"
+CONFORMING_UEID = EXAMPLE_UEID + "ea"
+
+
+def diag(path: Path, *, conforming_ueid: bool = True) -> Any:
+    text = path.read_text()
+    if conforming_ueid:
+        text = re.sub(f"h'{EXAMPLE_UEID}'", f"h'{CONFORMING_UEID}'", text, flags=re.IGNORECASE)
+    return cbor2.loads(cbor_diag.diag2cbor(text))
 
 
 def resign(claims: dict[Any, Any], key: Any) -> bytes:
@@ -86,12 +98,18 @@ def test_simple_payload_claims() -> None:
     parsed = parse_eat_claims(diag(PAYLOADS / "simple.diag"))
     assert parsed.iss == "joe"
     assert parsed.nonce == (bytes.fromhex("88b20f5b9fc0bc8f7685bbc0"),)
-    assert parsed.ueid == bytes.fromhex("0198f50a4ff6c05861c8860d13a638ea")
+    assert parsed.ueid == bytes.fromhex(CONFORMING_UEID)
     assert parsed.oemid == bytes.fromhex("88124e")
     assert parsed.hwmodel == bytes.fromhex("881cf5f243fbef3336bbd22547dddefc")
     assert parsed.oemboot is True
     assert parsed.dbgstat is DebugStatus.DISABLED_PERMANENTLY
     assert parsed.iat == 1526542894
+
+
+@pytest.mark.parametrize("name", ["simple.diag", "valid_iot.diag", "valid_submods.diag"])
+def test_example_rand_ueid_of_15_bytes_is_refused(name: str) -> None:
+    with pytest.raises(InvalidClaim, match=r"ueid \(256\) is a RAND UEID of 15 bytes"):
+        parse_eat_claims(diag(PAYLOADS / name, conforming_ueid=False))
 
 
 def test_valid_submods_payload_has_typed_submodules() -> None:
@@ -170,13 +188,16 @@ def test_valid_cwt_token_decodes_and_reaches_the_signature_step() -> None:
     token = cbor_diag.diag2cbor((TOKENS / "valid_cwt.diag").read_text())
     decoded = EatScheme().decode(token, limits=DEFAULT_LIMITS, options=DEFAULT_OPTIONS)
     assert decoded.message.cwt_tagged and decoded.message.kind == "sign1"
-    assert decoded.claims_error is None
-    parsed = decoded.parsed
-    assert parsed is not None
-    assert parsed.ueid == bytes.fromhex("0198f50a4ff6c05861c8860d13a638ea")
+    # Its UEID is the examples' 15-byte RAND UEID: a claims error, held back until the
+    # signature is checked (step 3).
+    assert isinstance(decoded.claims_error, InvalidClaim)
+    assert "RAND UEID of 15 bytes" in decoded.claims_error.message
+    assert decoded.key_hints.instance_id == bytes.fromhex(EXAMPLE_UEID)
+    claims = cbor2.loads(decoded.message.payload)
+    claims[256] = bytes.fromhex(CONFORMING_UEID)
+    parsed = parse_eat_claims(claims)
     assert parsed.oemid == 64242
     assert parsed.hwversion == Version("3.1", 1)
-    assert decoded.key_hints.instance_id == parsed.ueid
     # The example's key is not published: any key we hold fails at step 3.
     other = ec.generate_private_key(ec.SECP256R1()).public_key()
     result = appraise(token, other, parsed.nonce[0])
@@ -188,11 +209,15 @@ def test_detached_eat_bundle_is_not_a_cwt() -> None:
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     result = appraise(token, key, b"\x00" * 8)
     assert [c for c, _ in result.reasons] == ["unexpected_tag"]
-    # Its first part is a full CWT whose claims parse, with a detached digest submodule.
+    # Its first part is a full CWT whose claims (with a conforming UEID in place of the
+    # examples' 15-byte one) parse, with a detached digest submodule.
     inner = cbor2.loads(token).value[0]
     decoded = EatScheme().decode(inner, limits=DEFAULT_LIMITS, options=DEFAULT_OPTIONS)
-    assert decoded.parsed is not None
-    assert decoded.parsed.submods["TEE"].detached_digest is not None
+    assert isinstance(decoded.claims_error, InvalidClaim)
+    claims = cbor2.loads(decoded.message.payload)
+    assert claims[256] == bytes.fromhex(EXAMPLE_UEID)
+    claims[256] = bytes.fromhex(CONFORMING_UEID)
+    assert parse_eat_claims(claims).submods["TEE"].detached_digest is not None
 
 
 def test_json_examples_are_out_of_scope() -> None:

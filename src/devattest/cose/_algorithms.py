@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from devattest.errors import AlgorithmError, SignatureInvalid
+from devattest.errors import AlgorithmError, SignatureInvalid, shown
 
 # RFC 9053 section 2.1 (ECDSA), 2.2 (EdDSA), 3.1 (HMAC).
 ES256: Final = -7
@@ -62,7 +62,11 @@ _ED25519_SIG_LEN: Final = 64
 
 def alg_name(alg: object) -> str:
     """A readable name for a COSE algorithm identifier (for messages)."""
-    return _ALG_NAMES.get(alg, repr(alg)) if isinstance(alg, int) else repr(alg)
+    if type(alg) is int:
+        name = _ALG_NAMES.get(alg)
+        if name is not None:
+            return name
+    return shown(alg)
 
 
 class Signer(Protocol):

@@ -6,8 +6,8 @@ Three paths give one answer:
   ``_cbor_scan.c`` when a C compiler is available), one pass over the bytes checks
   everything :func:`_strict_walk` checks, and an accepted input goes straight to cbor2's C
   decoder. A violation it finds is named by the walker; input it does not judge on its own
-  (indefinite lengths, non-preferred heads, float or boolean map keys, maps of more than 64
-  pairs) takes the next path. ``DEVATTEST_NO_EXTENSIONS`` set to anything non-empty at
+  (indefinite lengths, non-preferred heads, float map keys, maps of more than 64 pairs)
+  takes the next path. ``DEVATTEST_NO_EXTENSIONS`` set to anything non-empty at
   import time turns the scanner off.
 * Without it, the fast path decodes with cbor2's C decoder, walks the result once
   (iteratively) for depth, container sizes and plain types, and re-encodes it: when the
@@ -16,6 +16,11 @@ Three paths give one answer:
 * Anything else goes to :func:`_strict_walk`, an iterative pure-Python walker over the bytes
   that is authoritative: it raises the exact violation, or accepts a valid non-preferred
   encoding (the value cbor2 decoded is then returned).
+
+Beyond well-formedness, all three refuse: duplicate map keys, map keys that are not
+integers, text or byte strings or floats (containers, tags and simple values), the tags in
+:data:`REFUSED_TAGS`, and bignums above ``DecodeLimits.max_bignum_bits``. The value returned
+is cbor2 5's data model (lists and dicts) on cbor2 5 and cbor2 6 alike (see :func:`_thaw`).
 
 The fast path accepts only what the walker accepts. The nesting depth counts arrays, maps,
 and tags whose content is an array, a map or a tag (so a bignum, tag 2 around a byte string,
@@ -36,6 +41,7 @@ import cbor2
 
 from devattest.errors import (
     DuplicateMapKey,
+    IntegerTooLarge,
     InvalidCbor,
     NestingTooDeep,
     TokenTooLarge,
@@ -44,8 +50,14 @@ from devattest.errors import (
     TruncatedEvidence,
     UnexpectedTag,
     UnsupportedCbor,
+    shown,
 )
 from devattest.model import DecodeLimits
+
+#: RFC 8949 section 3.4.3: unsigned and negative bignums.
+_BIGNUM_TAGS: Final = frozenset((2, 3))
+#: Integers in [-2**64, 2**64) fit a CBOR head (major types 0 and 1); others are bignums.
+_PLAIN_INT_END: Final = 1 << 64
 
 #: Tags whose cbor2 semantic decoding changes the data model (value sharing, string
 #: references) or runs a complex parser on attacker input (regular expression, MIME).
@@ -111,15 +123,18 @@ if TAG_CONTENT_FROZEN:
 else:
     _loads = cbor2.loads
 
-#: cbor2's decoding errors: cbor2 5's are ValueErrors, cbor2 6's (CBORDecodeError) are not.
-CBOR_DECODE_ERRORS: Final = (cbor2.CBORError, ValueError, TypeError, OverflowError, EOFError)
-
-_Scan = Callable[[bytes, int, int], "tuple[int, int] | None"]
+_Scan = Callable[[bytes, int, int, int], "tuple[int, int] | None"]
 _scan: _Scan | None
+#: The native scanner's interface version this module speaks (SCAN_ABI in _cbor_scan.c).
+_SCAN_ABI: Final = 2
 try:
-    from devattest.cose._cbor_scan import scan as _scan
+    from devattest.cose import _cbor_scan
 except ImportError:  # built without a C compiler: the pure-Python fast path below
     _scan = None
+else:
+    # A scanner built from an older _cbor_scan.c (an install not rebuilt since) checks less:
+    # it is not used.
+    _scan = _cbor_scan.scan if getattr(_cbor_scan, "SCAN_ABI", None) == _SCAN_ABI else None
 if os.environ.get("DEVATTEST_NO_EXTENSIONS"):
     _scan = None
 
@@ -134,6 +149,7 @@ _SCAN_ERRORS: Final[dict[int, type[Exception]]] = {
     6: InvalidCbor,
     7: UnexpectedTag,
     8: UnsupportedCbor,
+    10: IntegerTooLarge,
 }
 
 
@@ -170,7 +186,9 @@ def strict_loads(data: bytes, *, limits: DecodeLimits) -> Any:
         TruncatedEvidence: The item ends early, or a length exceeds the bytes left.
         InvalidCbor: The bytes are not well-formed CBOR, or a tag's content is invalid.
         UnexpectedTag: A refused tag (value sharing, string references, regex, MIME).
-        UnsupportedCbor: A map key is an array, map or tagged item.
+        UnsupportedCbor: A map key is an array, map, tagged item or simple value (false,
+            true, null, undefined, simple(n)).
+        IntegerTooLarge: A bignum (tag 2 or 3) exceeds ``limits.max_bignum_bits``.
     """
     if type(data) is not bytes:
         data = bytes(data)
@@ -179,7 +197,8 @@ def strict_loads(data: bytes, *, limits: DecodeLimits) -> Any:
         raise TokenTooLarge(f"token is {n} bytes, the limit is {limits.max_token_size}")
     scan = _scan
     if scan is not None:
-        found = scan(data, limits.max_depth, limits.max_container_items)
+        found = scan(data, limits.max_depth, limits.max_container_items,
+                     limits.max_bignum_bits)
         if found is None:
             # One well-formed item within the limits: cbor2's value is the strict value.
             try:
@@ -228,9 +247,15 @@ def _plain_within_limits(obj: Any, limits: DecodeLimits, n: int, depth: int = 0)
     if t is not list and t is not dict and t is not _CBORTag:
         if t is str or t is bytes:
             return len(obj) <= n
-        return t is int or t is float or t is bool or obj is None
+        if t is int:
+            return bool(-_PLAIN_INT_END <= obj < _PLAIN_INT_END)
+        return t is float or t is bool or obj is None
     max_depth = limits.max_depth
     max_items = limits.max_container_items
+    # An int beyond what a CBOR head holds came from a bignum (tag 2/3): the walker judges
+    # it (max_bignum_bits), as it judges a bignum map key (refused: a tagged key).
+    hi = _PLAIN_INT_END
+    lo = -hi
     budget = n
     # Entries are (item, enclosing depth); opening a container (or a tag around one) at
     # enclosing depth d needs d < max_depth, as in _strict_walk.
@@ -251,7 +276,7 @@ def _plain_within_limits(obj: Any, limits: DecodeLimits, n: int, depth: int = 0)
                 push((inner, d + 1))
             elif ti is int:
                 # A bignum (tag 2/3) decodes to an int; do not mistake it for a plain int.
-                if not -(1 << 64) <= inner < (1 << 64):
+                if not lo <= inner < hi:
                     return False
             elif ti is str or ti is bytes:
                 budget -= len(inner)
@@ -265,26 +290,35 @@ def _plain_within_limits(obj: Any, limits: DecodeLimits, n: int, depth: int = 0)
             budget -= 2 * len(item)
             for k, v in item.items():
                 tk = type(k)
-                if tk is str or tk is bytes:
+                if tk is int:
+                    if not lo <= k < hi:
+                        return False
+                elif tk is str or tk is bytes:
                     budget -= len(k)
-                elif tk is not int:
+                else:
                     return False
                 tv = type(v)
-                if tv is str or tv is bytes:
+                if tv is int:
+                    if not lo <= v < hi:
+                        return False
+                elif tv is str or tv is bytes:
                     budget -= len(v)
                 elif tv is list or tv is dict or tv is _CBORTag:
                     push((v, d))
-                elif not (tv is int or tv is float or tv is bool or v is None):
+                elif not (tv is float or tv is bool or v is None):
                     return False
         else:
             budget -= len(item)
             for v in item:
                 tv = type(v)
-                if tv is str or tv is bytes:
+                if tv is int:
+                    if not lo <= v < hi:
+                        return False
+                elif tv is str or tv is bytes:
                     budget -= len(v)
                 elif tv is list or tv is dict or tv is _CBORTag:
                     push((v, d))
-                elif not (tv is int or tv is float or tv is bool or v is None):
+                elif not (tv is float or tv is bool or v is None):
                     return False
         if budget < 0:
             return False
@@ -304,10 +338,11 @@ _INDEFINITE: Final = -1
 
 class _Frame:
     __slots__ = ("chunk_type", "chunks", "counted", "done", "expect_key", "keys", "kind",
-                 "total")
+                 "tag", "total")
 
     def __init__(self, kind: int, total: int, counted: bool) -> None:
         self.kind = kind
+        self.tag = -1  # tags: the tag number
         self.total = total  # entries (pairs for maps), or _INDEFINITE
         self.done = 0
         self.counted = counted  # whether this frame adds a nesting level
@@ -328,6 +363,7 @@ def _strict_walk(data: bytes, limits: DecodeLimits) -> None:
     depth = 0
     max_depth = limits.max_depth
     max_items = limits.max_container_items
+    max_bignum_bits = limits.max_bignum_bits
     stack: list[_Frame] = []
     while True:
         # RFC 8949 section 3: the initial byte and its argument.
@@ -409,7 +445,9 @@ def _strict_walk(data: bytes, limits: DecodeLimits) -> None:
                 if depth >= max_depth:
                     raise NestingTooDeep(f"nesting deeper than {max_depth}")
                 depth += 1
-            stack.append(_Frame(_TAG, 1, counted))
+            frame = _Frame(_TAG, 1, counted)
+            frame.tag = arg
+            stack.append(frame)
             continue
         # RFC 8949 section 3.3: simple values and floats.
         elif indefinite:
@@ -452,12 +490,23 @@ def _strict_walk(data: bytes, limits: DecodeLimits) -> None:
                 if frame.expect_key:
                     if value is _COMPLEX:
                         raise UnsupportedCbor("a map key is an array, map or tagged item")
+                    if value is None or value is True or value is False or type(
+                            value) is tuple:
+                        raise UnsupportedCbor(f"a map key is a simple value at byte {pos - 1}")
                     if value in frame.keys:
-                        raise DuplicateMapKey(f"duplicate map key {value!r}")
+                        raise DuplicateMapKey(f"duplicate map key {shown(value)}")
                     frame.keys.add(value)
                     frame.expect_key = False
                     break
                 frame.expect_key = True
+            elif frame.kind == _TAG and frame.tag in _BIGNUM_TAGS:
+                # RFC 8949 section 3.4.3: a bignum is a byte string holding the magnitude.
+                if type(value) is not bytes:
+                    raise InvalidCbor(f"bignum (tag {frame.tag}) content is not a byte string")
+                bits = int.from_bytes(value, "big").bit_length()
+                if bits > max_bignum_bits:
+                    raise IntegerTooLarge(f"bignum of {bits} bits before byte {pos}, the "
+                                          f"limit is {max_bignum_bits}")
             frame.done += 1
             if frame.total == _INDEFINITE:
                 if frame.done > max_items:

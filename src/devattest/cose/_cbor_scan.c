@@ -1,23 +1,25 @@
 /*
  * devattest.cose._cbor_scan: a one-pass validator for strict CBOR (RFC 8949).
  *
- * scan(data, max_depth, max_items) walks the encoded bytes once, without decoding them, and
+ * scan(data, max_depth, max_items, max_bignum_bits) walks the encoded bytes once, without
+ * decoding them, and
  * answers whether devattest.cose._cbor.strict_loads may hand `data` straight to cbor2's
  * decoder. It mirrors _strict_walk in _cbor.py check for check and in the same order, so an
  * error it reports is the first violation the walker would report:
  *
  *   None                  one well-formed item, nothing after it, within the limits, only
  *                         definite lengths and preferred (shortest) heads, no refused tag,
- *                         no array/map/tag map key, no duplicate map key.
+ *                         no array/map/tag/simple-value map key, no duplicate map key, no
+ *                         bignum (tag 2/3) above max_bignum_bits.
  *   (SCAN_SLOW_PATH, pos) valid or not, the pure-Python walker must decide: an indefinite
- *                         length, a non-preferred head, a float or boolean map key (1, 1.0
- *                         and True are one key in Python's data model), a map with more than
- *                         MAP_PAIRS_MAX pairs, or more nesting/keys than the fixed tables.
+ *                         length, a non-preferred head, a float map key (1 and 1.0 are one
+ *                         key in Python's data model), a map with more than MAP_PAIRS_MAX
+ *                         pairs, or more nesting/keys than the fixed tables.
  *   (code, pos)           the violation `code` at byte offset `pos`.
  *
  * Duplicate keys are found by comparing encoded key bytes. That is exact here: keys are
- * integers, strings, null, undefined or simple values, all with preferred heads, and each such
- * value has exactly one encoding (a valid UTF-8 string has one byte sequence).
+ * integers or strings, all with preferred heads, and each such value has exactly one encoding
+ * (a valid UTF-8 string has one byte sequence).
  *
  * Memory: two fixed tables on the C stack; no allocation. Every read is checked against the
  * buffer length, lengths are 64-bit and compared against the bytes left (never added to the
@@ -40,7 +42,11 @@ enum {
     SCAN_UNEXPECTED_TAG = 7,
     SCAN_UNSUPPORTED_CBOR = 8,
     SCAN_SLOW_PATH = 9,
+    SCAN_INTEGER_TOO_LARGE = 10,
 };
+
+/* The interface version: _cbor.py uses a scanner only if it reports this one. */
+#define SCAN_ABI 2
 
 #define FRAMES_MAX 128     /* open arrays, maps and tags (depth + 1 suffices below this) */
 #define KEYS_MAX 512       /* keys of all open maps */
@@ -56,6 +62,7 @@ typedef struct {
     uint8_t kind;
     uint8_t counted;   /* whether the frame adds a nesting level */
     uint8_t expect_key;
+    uint8_t bignum;    /* tags: 2 or 3, whose content is a bignum's magnitude */
 } frame_t;
 
 typedef struct {
@@ -126,10 +133,30 @@ tag_refused(uint64_t tag)
     return tag == 25 || tag == 28 || tag == 29 || tag == 35 || tag == 36 || tag == 256;
 }
 
+/* The magnitude, in bits, of the bignum whose content (a definite byte string with a
+ * preferred head) is data[start:end]: leading zero bytes do not count. */
+static uint64_t
+bignum_bits(const unsigned char *data, size_t start, size_t end)
+{
+    const unsigned info = data[start] & 0x1F;
+    size_t p = start + 1 + (info >= 24 ? ((size_t)1 << (info - 24)) : 0);
+    while (p < end && data[p] == 0) {
+        p++;
+    }
+    if (p == end) {
+        return 0;
+    }
+    uint64_t bits = (uint64_t)(end - p - 1) * 8;
+    for (unsigned c = data[p]; c; c >>= 1) {
+        bits++;
+    }
+    return bits;
+}
+
 /* Walk data[0:n]. Returns 0 when accepted, else a SCAN_* code with *at set to the offset. */
 static int
 scan_bytes(const unsigned char *data, size_t n, uint64_t max_depth, uint64_t max_items,
-           size_t *at)
+           uint64_t max_bignum_bits, size_t *at)
 {
     frame_t frames[FRAMES_MAX];
     keyspan_t keys[KEYS_MAX];
@@ -226,6 +253,7 @@ scan_bytes(const unsigned char *data, size_t n, uint64_t max_depth, uint64_t max
             frames[sp].done = 0;
             frames[sp].counted = 1;
             frames[sp].expect_key = 1;
+            frames[sp].bignum = 0;
             frames[sp].keys_base = nkeys;
             frames[sp].key_start = pos;
             sp++;
@@ -256,6 +284,7 @@ scan_bytes(const unsigned char *data, size_t n, uint64_t max_depth, uint64_t max
                 frames[sp].done = 0;
                 frames[sp].counted = (uint8_t)counted;
                 frames[sp].expect_key = 0;
+                frames[sp].bignum = arg == 2 || arg == 3;
                 frames[sp].keys_base = nkeys;
                 frames[sp].key_start = pos;
                 sp++;
@@ -290,9 +319,14 @@ scan_bytes(const unsigned char *data, size_t n, uint64_t max_depth, uint64_t max
                     if (complex) {
                         FAIL(SCAN_UNSUPPORTED_CBOR, f->key_start);
                     }
-                    /* false, true and floats equal integers in Python (0 == False == 0.0,
-                     * NaN != NaN): the walker compares those keys by value. */
-                    if (k[0] == 0xF4 || k[0] == 0xF5 || (k[0] >= 0xF9 && k[0] <= 0xFB)) {
+                    /* Simple values (false, true, null, undefined and the rest) are refused
+                     * as keys. */
+                    if (k[0] >= 0xE0 && k[0] <= 0xF8) {
+                        FAIL(SCAN_UNSUPPORTED_CBOR, pos - 1);
+                    }
+                    /* Floats equal integers in Python (0 == 0.0, NaN != NaN): the walker
+                     * compares those keys by value. */
+                    if (k[0] >= 0xF9 && k[0] <= 0xFB) {
                         FAIL(SCAN_SLOW_PATH, f->key_start);
                     }
                     for (uint32_t i = f->keys_base; i < nkeys; i++) {
@@ -310,6 +344,15 @@ scan_bytes(const unsigned char *data, size_t n, uint64_t max_depth, uint64_t max
                     break;
                 }
                 f->expect_key = 1;
+            } else if (f->bignum) {
+                /* RFC 8949 section 3.4.3: a bignum is a byte string holding the magnitude.
+                 * (An indefinite-length one went to the walker.) */
+                if ((data[f->key_start] >> 5) != 2) {
+                    FAIL(SCAN_INVALID_CBOR, f->key_start);
+                }
+                if (bignum_bits(data, f->key_start, pos) > max_bignum_bits) {
+                    FAIL(SCAN_INTEGER_TOO_LARGE, f->key_start);
+                }
             }
             f->done++;
             if (f->done < f->total) {
@@ -345,7 +388,7 @@ limit_arg(PyObject *obj, uint64_t *out)
 }
 
 PyDoc_STRVAR(scan_doc,
-"scan(data, max_depth, max_items, /)\n--\n\n"
+"scan(data, max_depth, max_items, max_bignum_bits, /)\n--\n\n"
 "Validate one strict CBOR item in one pass over ``data`` (bytes).\n\n"
 "Returns None when cbor2 may decode ``data`` directly, else ``(code, offset)``:\n"
 "a violation code, or SCAN_SLOW_PATH when the pure-Python walker must decide.");
@@ -353,8 +396,8 @@ PyDoc_STRVAR(scan_doc,
 static PyObject *
 scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "scan() takes 3 arguments (%zd given)", nargs);
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "scan() takes 4 arguments (%zd given)", nargs);
         return NULL;
     }
     if (!PyBytes_Check(args[0])) {
@@ -362,11 +405,11 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
                      Py_TYPE(args[0])->tp_name);
         return NULL;
     }
-    if (!PyLong_Check(args[1]) || !PyLong_Check(args[2])) {
+    if (!PyLong_Check(args[1]) || !PyLong_Check(args[2]) || !PyLong_Check(args[3])) {
         PyErr_SetString(PyExc_TypeError, "scan() limits must be int");
         return NULL;
     }
-    uint64_t max_depth, max_items;
+    uint64_t max_depth, max_items, max_bignum_bits;
     int r1 = limit_arg(args[1], &max_depth);
     if (r1 == -2) {
         return NULL;
@@ -375,14 +418,18 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (r2 == -2) {
         return NULL;
     }
-    if (r1 < 0 || r2 < 0) {
+    int r3 = limit_arg(args[3], &max_bignum_bits);
+    if (r3 == -2) {
+        return NULL;
+    }
+    if (r1 < 0 || r2 < 0 || r3 < 0) {
         /* Negative limits: leave the semantics to the walker. */
         return Py_BuildValue("(in)", SCAN_SLOW_PATH, (Py_ssize_t)0);
     }
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[0]);
     size_t n = (size_t)PyBytes_GET_SIZE(args[0]);
     size_t at = 0;
-    int code = scan_bytes(data, n, max_depth, max_items, &at);
+    int code = scan_bytes(data, n, max_depth, max_items, max_bignum_bits, &at);
     if (code == 0) {
         Py_RETURN_NONE;
     }
@@ -410,7 +457,9 @@ scan_exec(PyObject *module)
         {"SCAN_UNEXPECTED_TAG", SCAN_UNEXPECTED_TAG},
         {"SCAN_UNSUPPORTED_CBOR", SCAN_UNSUPPORTED_CBOR},
         {"SCAN_SLOW_PATH", SCAN_SLOW_PATH},
+        {"SCAN_INTEGER_TOO_LARGE", SCAN_INTEGER_TOO_LARGE},
         {"MAP_PAIRS_MAX", MAP_PAIRS_MAX},
+        {"SCAN_ABI", SCAN_ABI},
     };
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
         if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value) < 0) {

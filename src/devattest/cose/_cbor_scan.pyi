@@ -11,7 +11,10 @@ SCAN_INVALID_CBOR: Final[int]
 SCAN_UNEXPECTED_TAG: Final[int]
 SCAN_UNSUPPORTED_CBOR: Final[int]
 SCAN_SLOW_PATH: Final[int]
+SCAN_INTEGER_TOO_LARGE: Final[int]
 MAP_PAIRS_MAX: Final[int]
+SCAN_ABI: Final[int]
 REFUSED_TAGS: Final[tuple[int, ...]]
 
-def scan(data: bytes, max_depth: int, max_items: int, /) -> tuple[int, int] | None: ...
+def scan(data: bytes, max_depth: int, max_items: int, max_bignum_bits: int, /
+         ) -> tuple[int, int] | None: ...

@@ -37,6 +37,7 @@ from devattest.errors import (
     TokenTooLarge,
     UnexpectedTag,
     UnknownCriticalHeader,
+    shown,
 )
 from devattest.model import DecodeLimits, VerifyOptions
 from devattest.model._fast import fast_constructor
@@ -147,9 +148,11 @@ def decode_cose(data: bytes, *, limits: DecodeLimits, options: VerifyOptions,
     if type(obj) is cbor2.CBORTag:
         kind = _TAG_KIND.get(obj.tag)
         if kind is None:
-            raise UnexpectedTag(f"CBOR tag {obj.tag} is not COSE_Sign1 (18) or COSE_Mac0 (17)")
+            raise UnexpectedTag(
+                f"CBOR tag {shown(obj.tag)} is not COSE_Sign1 (18) or COSE_Mac0 (17)")
         if expected is not None and kind != expected:
-            raise UnexpectedTag(f"expected a COSE_{expected.capitalize()}, got tag {obj.tag}")
+            raise UnexpectedTag(
+                f"expected a COSE_{expected.capitalize()}, got tag {shown(obj.tag)}")
         tagged = True
         obj = obj.value
     else:
@@ -186,7 +189,8 @@ def _decode_fast(data: bytes, limits: DecodeLimits, options: VerifyOptions,
     unprotected header). With the native scanner, its verdict replaces the comparison. None
     sends the input to the authoritative path in decode_cose."""
     scan = _cbor._scan
-    if scan is not None and scan(data, limits.max_depth, limits.max_container_items) is not None:
+    if scan is not None and scan(data, limits.max_depth, limits.max_container_items,
+                                 limits.max_bignum_bits) is not None:
         return None
     try:
         obj = _loads(data)
@@ -254,7 +258,8 @@ def _message(kind: Literal["sign1", "mac0"], protected_bytes: bytes,
             raise MalformedCose("crit must be in the protected header (RFC 9052 section 3.1)")
         for label in unprotected:
             if label in protected:
-                raise MalformedCose(f"header {label!r} is in both buckets (RFC 9052 section 3)")
+                raise MalformedCose(
+                    f"header {shown(label)} is in both buckets (RFC 9052 section 3)")
         unprotected_view: Mapping[int, Any] = MappingProxyType(unprotected)
     else:
         unprotected_view = _EMPTY
@@ -294,7 +299,7 @@ def _check_header_map(header: dict[Any, Any], limits: DecodeLimits, *, bucket: s
     """RFC 9052 section 3.1: labels are int or tstr; known parameters have their types."""
     for label in header:
         if type(label) is not int and type(label) is not str:
-            raise MalformedCose(f"{bucket} header label {label!r} is not an int or text")
+            raise MalformedCose(f"{bucket} header label {shown(label)} is not an int or text")
     alg = header.get(HDR_ALG)
     if alg is not None and type(alg) is not int and type(alg) is not str:
         raise MalformedCose("alg must be an int or text")
@@ -329,7 +334,7 @@ def _resolve_alg(msg: CoseMessage, options: VerifyOptions,
     if crit is not None:
         for label in crit:
             if label not in understood:
-                raise UnknownCriticalHeader(f"critical header {label!r} is not understood")
+                raise UnknownCriticalHeader(f"critical header {shown(label)} is not understood")
     # Step 2 (RFC 9052 section 3.1): alg is protected; unprotected only as a reported
     # legacy relaxation.
     alg = protected.get(HDR_ALG)
@@ -346,7 +351,7 @@ def _resolve_alg(msg: CoseMessage, options: VerifyOptions,
         annotations = (f"{ANNOTATION_UNPROTECTED_ALG}: algorithm {alg_name(alg)} was accepted "
                        "from the unprotected header (legacy allow_unprotected_alg option)",)
     if type(alg) is not int:
-        raise AlgorithmError(f"unsupported algorithm {alg!r}")
+        raise AlgorithmError(f"unsupported algorithm {shown(alg)}")
     # RFC 9053 section 10.1: alg 0 is reserved.
     if alg == 0:
         raise AlgorithmError("algorithm 0 is reserved")

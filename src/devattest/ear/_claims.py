@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from devattest.errors import MalformedResult, UnknownResultProfile
+from devattest.errors import MalformedResult, UnknownResultProfile, shown
 from devattest.model import Appraisal, AttestationResult, Status, TrustVector, VerifierId
 
 #: The -03 profile (draft-ietf-rats-ear-03 section 3): the only one devattest emits.
@@ -29,8 +29,12 @@ EAR_PROFILE = "tag:ietf.org,2026:rats/ear#03"
 EAR_PROFILE_02 = "tag:ietf.org,2025-07:ear"
 #: The profile Veraison's ``ear`` library emits (with the -02 claim names).
 VERAISON_PROFILE = "tag:github.com,2023:veraison/ear"
+#: The profile Confidential Containers' Trustee emits: the Veraison profile under another name
+#: (Trustee signs with Veraison's Rust ``ear`` crate; Veraison's Go ``ear`` library reads it as
+#: an alias of its own). Read with the -02 claim names, like :data:`VERAISON_PROFILE`.
+TRUSTEE_PROFILE = "tag:github.com,2024:confidential-containers/Trustee"
 #: Every profile :func:`claims_to_result` accepts.
-KNOWN_PROFILES = frozenset({EAR_PROFILE, EAR_PROFILE_02, VERAISON_PROFILE})
+KNOWN_PROFILES = frozenset({EAR_PROFILE, EAR_PROFILE_02, VERAISON_PROFILE, TRUSTEE_PROFILE})
 
 #: The devattest extension (reasons, annotated evidence, failed step): an unregistered
 #: claim, named like the -03 Veraison extensions (section 4.5) in JSON and taken from the
@@ -244,9 +248,25 @@ def _put_extensions_cbor(out: dict[Any, Any], extensions: Mapping[str | int, Any
         ckey: str | int = _EXTENSION_KEYS.get(key, key) if isinstance(key, str) else key
         if ckey in out:
             continue
-        out[ckey] = value
+        out[ckey] = cbor_safe(value)
     if devattest:
-        out[DEVATTEST_CBOR_KEY] = devattest
+        out[DEVATTEST_CBOR_KEY] = cbor_safe(devattest)
+
+
+#: Integers a CBOR head holds (major types 0 and 1): -2**64 .. 2**64 - 1. A Relying Party's
+#: strict decoder refuses larger ones (bignums), so results carry them as text.
+_INT_END = 1 << 64
+#: Above this size an oversized integer is written in hexadecimal (decimal conversion of
+#: a huge integer takes quadratic time, and Python refuses it above 4,300 digits).
+_DECIMAL_BITS = 4096
+
+
+def int_text(value: int) -> str:
+    """An integer too large for a result's number types, as text: decimal, or ``0x``
+    hexadecimal above :data:`_DECIMAL_BITS` bits. Never raises."""
+    if value.bit_length() <= _DECIMAL_BITS:
+        return int.__repr__(value)
+    return hex(value)
 
 
 def json_safe(value: Any) -> Any:
@@ -254,13 +274,17 @@ def json_safe(value: Any) -> Any:
 
     JSON has no NaN or infinity (RFC 8259 section 6): a non-finite float (which hostile
     Evidence can carry in any claim) becomes the text ``"NaN"``, ``"Infinity"`` or
-    ``"-Infinity"``, so that signing the result of such Evidence cannot fail.
+    ``"-Infinity"``, and an integer beyond 64 bits becomes its text (:func:`int_text`), so
+    that signing the result of such Evidence cannot fail and its reader gets only numbers
+    every JSON and CBOR library reads.
     """
     # The exact built-in types first, by identity (an ABC isinstance check per value was
     # the largest cost of signing an EAR); subclasses and other types take the general way.
     t = type(value)
-    if t is str or t is int or value is None or t is bool:
+    if t is str or value is None or t is bool:
         return value
+    if t is int:
+        return value if -_INT_END <= value < _INT_END else int_text(value)
     if t is float:
         return value if math.isfinite(value) else _non_finite(value)
     if t is bytes:
@@ -277,12 +301,48 @@ def json_safe(value: Any) -> Any:
         return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return _non_finite(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not (
+            -_INT_END <= value < _INT_END):
+        return int_text(value)
     if value is None or isinstance(value, bool | int | float | str):
         return value
     tag = getattr(value, "tag", None)
     if isinstance(tag, int) and hasattr(value, "value"):  # cbor2.CBORTag
-        return {"tag": tag, "value": json_safe(value.value)}
-    return str(value)
+        return {"tag": json_safe(tag), "value": json_safe(value.value)}
+    return _text_of(value)
+
+
+def cbor_safe(value: Any) -> Any:
+    """``value`` for a CBOR EAR: integers beyond 64 bits as text (:func:`int_text`), since a
+    Relying Party's strict decoder refuses bignums; maps and arrays are copied (tuples
+    become lists), everything else is kept."""
+    t = type(value)
+    if t is str or t is bytes or value is None or t is bool or t is float:
+        return value
+    if t is int:
+        return value if -_INT_END <= value < _INT_END else int_text(value)
+    if isinstance(value, Mapping):
+        return {cbor_safe(k): cbor_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [cbor_safe(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not (
+            -_INT_END <= value < _INT_END):
+        return int_text(value)
+    tag = getattr(value, "tag", None)
+    if type(tag) is int and hasattr(value, "value") and type(value).__name__ == "CBORTag":
+        inner = value.value
+        safe = cbor_safe(inner)
+        return value if safe is inner else type(value)(tag, safe)
+    return value
+
+
+def _text_of(value: Any) -> str:
+    """``str(value)`` for a value of no JSON type (a date, a UUID, a simple value...), or
+    its bounded description if even that fails."""
+    try:
+        return str(value)
+    except Exception:
+        return shown(value)
 
 
 def _non_finite(value: float) -> str:
@@ -294,7 +354,9 @@ def _json_key(key: Any) -> str:
         return key
     if isinstance(key, bytes | bytearray):
         return b64url_encode(bytes(key))
-    return str(key)
+    if isinstance(key, int) and not isinstance(key, bool):
+        return int_text(key)
+    return _text_of(key)
 
 
 # --------------------------------------------------------------------------------------
@@ -321,7 +383,7 @@ def claims_to_result(claims: Mapping[str, Any]) -> AttestationResult:
     if not isinstance(profile, str):
         raise MalformedResult("eat_profile is missing or not text")
     if profile not in KNOWN_PROFILES:
-        raise UnknownResultProfile(f"unknown EAR profile {profile!r}")
+        raise UnknownResultProfile(f"unknown EAR profile {shown(profile)}")
     names = _NAMES_03 if profile == EAR_PROFILE else _NAMES_02
     iat = _time(rest.pop("iat", None), "iat", required=True)
     assert iat is not None
@@ -368,7 +430,7 @@ def cbor_claims_to_result(claims: Mapping[Any, Any]) -> AttestationResult:
     if not isinstance(profile, str):
         raise MalformedResult("eat_profile (265) is missing or not text")
     if profile not in KNOWN_PROFILES:
-        raise UnknownResultProfile(f"unknown EAR profile {profile!r}")
+        raise UnknownResultProfile(f"unknown EAR profile {shown(profile)}")
     iat = _time(rest.pop(_CBOR_IAT, None), "iat", required=True)
     assert iat is not None
     exp = _time(rest.pop(_CBOR_EXP, None), "exp", required=False)
@@ -397,11 +459,11 @@ def cbor_claims_to_result(claims: Mapping[Any, Any]) -> AttestationResult:
 
 def _appraisal_from_json(sub: Any, names: Mapping[str, str], label: str) -> Appraisal:
     if not isinstance(sub, Mapping):
-        raise MalformedResult(f"submod {label!r} is not a map")
+        raise MalformedResult(f"submod {shown(label)} is not a map")
     rest = dict(sub)
     # Section 3.1: ear_status is mandatory.
     if names["status"] not in rest:
-        raise MalformedResult(f"submod {label!r} has no {names['status']}")
+        raise MalformedResult(f"submod {shown(label)} has no {names['status']}")
     status = _status_json(rest.pop(names["status"]), f"{label}.{names['status']}")
     tv_in = rest.pop(names["tv"], None)
     vector = TrustVector() if tv_in is None else _tv(tv_in, json=True, where=label)
@@ -409,7 +471,7 @@ def _appraisal_from_json(sub: Any, names: Mapping[str, str], label: str) -> Appr
                          single=names is _NAMES_02)
     profile = rest.pop("eat_profile", None)
     if profile is not None and not isinstance(profile, str):
-        raise MalformedResult(f"submod {label!r} eat_profile is not text")
+        raise MalformedResult(f"submod {shown(label)} eat_profile is not text")
     nonce = _nonce_json(rest, "eat_nonce", where=label)
     return _appraisal(status, vector, ids, profile, nonce, label,
                       _rename_02_extensions(rest) if names is _NAMES_02 else rest, json=True)
@@ -417,10 +479,10 @@ def _appraisal_from_json(sub: Any, names: Mapping[str, str], label: str) -> Appr
 
 def _appraisal_from_cbor(sub: Any, label: str) -> Appraisal:
     if not isinstance(sub, Mapping):
-        raise MalformedResult(f"submod {label!r} is not a map")
+        raise MalformedResult(f"submod {shown(label)} is not a map")
     rest = dict(sub)
     if _CBOR_STATUS not in rest:
-        raise MalformedResult(f"submod {label!r} has no ear_status (1000)")
+        raise MalformedResult(f"submod {shown(label)} has no ear_status (1000)")
     status = _status_cbor(rest.pop(_CBOR_STATUS), f"{label}.ear_status")
     tv_in = rest.pop(_CBOR_TV, None)
     vector = TrustVector() if tv_in is None else _tv(tv_in, json=False, where=label)
@@ -429,7 +491,7 @@ def _appraisal_from_cbor(sub: Any, label: str) -> Appraisal:
     ids = _policy_ids_in(pol, label, single=isinstance(pol, str))
     profile = rest.pop(_CBOR_PROFILE, None)
     if profile is not None and not isinstance(profile, str):
-        raise MalformedResult(f"submod {label!r} eat_profile (265) is not text")
+        raise MalformedResult(f"submod {shown(label)} eat_profile (265) is not text")
     nonce = _nonce_cbor(rest, where=label)
     return _appraisal(status, vector, ids, profile, nonce, label, rest, json=False)
 
@@ -438,7 +500,7 @@ def _appraisal(status: Status, vector: TrustVector, ids: tuple[str, ...],
                profile: str | None, nonce: bytes | None, label: str,
                rest: dict[Any, Any], *, json: bool) -> Appraisal:
     # Section 3.1: ear_status is "no higher trust than" the worst claim of the vector.
-    _check_not_more_trusting(status, vector.worst_status(), f"submod {label!r}")
+    _check_not_more_trusting(status, vector.worst_status(), f"submod {shown(label)}")
     dev = rest.pop(DEVATTEST_CLAIM if json else DEVATTEST_CBOR_KEY, None)
     reasons: tuple[tuple[str, str], ...] = ()
     annotated: Mapping[str, Any] = {}
@@ -455,22 +517,22 @@ def _appraisal(status: Status, vector: TrustVector, ids: tuple[str, ...],
 def _devattest_from(dev: Any, label: str
                     ) -> tuple[tuple[tuple[str, str], ...], Mapping[str, Any], str | None]:
     if not isinstance(dev, Mapping):
-        raise MalformedResult(f"submod {label!r}: {DEVATTEST_CLAIM} is not a map")
+        raise MalformedResult(f"submod {shown(label)}: {DEVATTEST_CLAIM} is not a map")
     reasons_in = dev.get("reasons", [])
     reasons: list[tuple[str, str]] = []
     if not isinstance(reasons_in, list):
-        raise MalformedResult(f"submod {label!r}: reasons is not a list")
+        raise MalformedResult(f"submod {shown(label)}: reasons is not a list")
     for r in reasons_in:
         if not (isinstance(r, Mapping) and isinstance(r.get("code"), str)
                 and isinstance(r.get("message"), str)):
-            raise MalformedResult(f"submod {label!r}: a reason is not {{code, message}}")
+            raise MalformedResult(f"submod {shown(label)}: a reason is not {{code, message}}")
         reasons.append((r["code"], r["message"]))
     annotated = dev.get("annotated-evidence", {})
     if not isinstance(annotated, Mapping):
-        raise MalformedResult(f"submod {label!r}: annotated-evidence is not a map")
+        raise MalformedResult(f"submod {shown(label)}: annotated-evidence is not a map")
     step = dev.get("failed-step")
     if step is not None and not isinstance(step, str):
-        raise MalformedResult(f"submod {label!r}: failed-step is not text")
+        raise MalformedResult(f"submod {shown(label)}: failed-step is not text")
     return tuple(reasons), dict(annotated), step
 
 
@@ -534,27 +596,28 @@ def _status_json(value: Any, where: str) -> Status:
     try:
         return Status(value)
     except ValueError:
-        raise MalformedResult(f"{where}: {value!r} is not a trustworthiness tier") from None
+        raise MalformedResult(f"{where}: {shown(value)} is not a trustworthiness tier") from None
 
 
 def _status_cbor(value: Any, where: str) -> Status:
     if isinstance(value, bool) or not isinstance(value, int) or value not in _TIER_BY_CBOR:
-        raise MalformedResult(f"{where}: {value!r} is not a trustworthiness tier (0/2/32/96)")
+        raise MalformedResult(f"{where}: {shown(value)} is not a trustworthiness tier (0/2/32/96)")
     return _TIER_BY_CBOR[value]
 
 
 def _tv(value: Any, *, json: bool, where: str) -> TrustVector:
     # ar4si.cddl: a non-empty map of the eight labels to integers in -128..127.
     if not isinstance(value, Mapping) or not value:
-        raise MalformedResult(f"submod {where!r}: the trustworthiness vector is not a "
+        raise MalformedResult(f"submod {shown(where)}: the trustworthiness vector is not a "
                               "non-empty map")
     table: Mapping[Any, str] = _TV_BY_JSON if json else _TV_BY_CBOR
     kwargs: dict[str, int] = {}
     for k, v in value.items():
         if isinstance(k, bool) or k not in table:
-            raise MalformedResult(f"submod {where!r}: unknown trustworthiness claim {k!r}")
+            raise MalformedResult(
+                f"submod {shown(where)}: unknown trustworthiness claim {shown(k)}")
         if isinstance(v, bool) or not isinstance(v, int) or not -128 <= v <= 127:
-            raise MalformedResult(f"submod {where!r}: claim {k!r} is not an integer in "
+            raise MalformedResult(f"submod {shown(where)}: claim {shown(k)} is not an integer in "
                                   "-128..127")
         kwargs[table[k]] = v
     return TrustVector(**kwargs)
@@ -565,12 +628,12 @@ def _policy_ids_in(value: Any, label: str, *, single: bool) -> tuple[str, ...]:
         return ()
     if single:
         if not isinstance(value, str):
-            raise MalformedResult(f"submod {label!r}: the appraisal policy id is not text")
+            raise MalformedResult(f"submod {shown(label)}: the appraisal policy id is not text")
         return (value,)
     # Section 3.1: a non-empty list of text.
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise MalformedResult(
-            f"submod {label!r}: ear_appraisal_policy_ids is not a non-empty list of text")
+            f"submod {shown(label)}: ear_appraisal_policy_ids is not a non-empty list of text")
     return tuple(value)
 
 

@@ -10,8 +10,10 @@ import cbor2
 from devattest.cose import create_sign1, decode_cose, strict_loads, verify_sign1
 from devattest.ear._claims import cbor_claims_to_result, result_to_cbor_claims
 from devattest.ear._jwt import DEFAULT_LEEWAY, check_times
+from devattest.ear._keys import by_identity, public_jwk
 from devattest.errors import (
     AlgorithmError,
+    ConfigurationError,
     EvidenceError,
     MalformedResult,
     ResultAlgorithmRejected,
@@ -36,17 +38,34 @@ def sign_ear_cwt(result: AttestationResult, signer: Any, *, kid: bytes | None = 
     Args:
         result: the Attestation Result; its claims are :func:`result_to_cbor_claims`.
         signer: a :class:`devattest.cose.Signer` (e.g. ``PrivateKeySigner(private_key)``).
-        kid: the COSE ``kid`` header.
+        kid: the COSE ``kid`` header; by default the UTF-8 bytes of the signing key's RFC 7638
+            thumbprint (the ``kid`` of the JWK Set and of EAR JWTs), which needs a signer
+            with ``public_key()``. Every EAR carries one.
 
     Returns:
         The CWT bytes (COSE_Sign1, tag 18).
 
     Raises:
-        ConfigurationError: the signer's key or algorithm is unusable.
+        ConfigurationError: the signer's key or algorithm is unusable, or no ``kid`` is
+            given and the signer has no ``public_key()`` to derive it from.
     """
+    if kid is None:
+        kid = _signer_kid(signer)
     # RFC 8949 section 4.2.1: deterministic encoding (core deterministic, sorted keys).
     payload = cbor2.dumps(result_to_cbor_claims(result), canonical=True)
     return create_sign1(payload, signer, kid=kid, tagged=True)
+
+
+def _signer_kid(signer: Any) -> bytes:
+    public_key = getattr(signer, "public_key", None)
+    if public_key is None:
+        raise ConfigurationError("an EAR CWT needs a kid: give one, or a signer with "
+                                 "public_key()")
+
+    def thumbprint() -> bytes:
+        return public_jwk(public_key())["kid"].encode()
+
+    return by_identity(signer, thumbprint)
 
 
 def verify_ear_cwt(token: bytes, public_key: Any, *, now: int,

@@ -20,13 +20,14 @@ from devattest.ear._claims import (
     claims_to_result,
     result_to_claims,
 )
-from devattest.ear._keys import ec_coordinate_size, jose_alg_for_key
+from devattest.ear._keys import ec_coordinate_size, jose_alg_for_key, key_id
 from devattest.errors import (
     ConfigurationError,
     MalformedResult,
     ResultAlgorithmRejected,
     ResultExpired,
     ResultSignatureInvalid,
+    shown,
 )
 from devattest.model import AttestationResult
 from devattest.model._json import compact_json
@@ -46,7 +47,9 @@ def sign_ear_jwt(result: AttestationResult, private_key: Any, *, kid: str | None
     Args:
         result: the Attestation Result; its claims are :func:`result_to_claims`.
         private_key: EC P-256 (ES256), P-384 (ES384), P-521 (ES512) or Ed25519 (EdDSA).
-        kid: the ``kid`` header, naming the key in the service's JWK Set.
+        kid: the ``kid`` header, naming the key in the Verifier's JWK Set; by default the
+            key's RFC 7638 thumbprint (the ``kid`` :func:`public_jwks` gives it). Every EAR
+            carries one, so that a Relying Party with several keys picks the right one.
 
     Returns:
         ``header.payload.signature``.
@@ -57,9 +60,8 @@ def sign_ear_jwt(result: AttestationResult, private_key: Any, *, kid: str | None
     if not isinstance(private_key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
         raise ConfigurationError("the EAR signing key must be an EC or Ed25519 private key")
     alg = jose_alg_for_key(private_key)
-    header: dict[str, str] = {"alg": alg, "typ": "JWT"}
-    if kid is not None:
-        header["kid"] = kid
+    header: dict[str, str] = {"alg": alg, "typ": "JWT",
+                              "kid": kid if kid is not None else key_id(private_key)}
     signing_input = (_b64json(header) + "." + _b64json(result_to_claims(result))).encode()
     if isinstance(private_key, ed25519.Ed25519PrivateKey):
         signature = private_key.sign(signing_input)
@@ -126,7 +128,7 @@ def verify_ear_jwt(token: str | bytes, public_key: Any, *, now: int,
     expected = jose_alg_for_key(public_key)
     if not isinstance(alg, str) or alg != expected:
         raise ResultAlgorithmRejected(
-            f"JWS alg {alg!r} is not allowed with this key (expected {expected})")
+            f"JWS alg {shown(alg)} is not allowed with this key (expected {expected})")
     # Step 5 (RFC 7515 5.2 step 8, RFC 7518 3.4 / RFC 8037 3.1): verify the signature.
     signature = b64url_decode_strict(signature_b64, "JWS signature")
     signing_input = (header_b64 + "." + payload_b64).encode("ascii")
@@ -153,13 +155,13 @@ def check_times(iat: Any, exp: Any, nbf: Any, *, now: int, leeway: int,
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise MalformedResult(f"{name} is not an integer")
     if exp is not None and now >= exp + leeway:
-        raise ResultExpired(f"the EAR expired at {exp} (now {now})")
+        raise ResultExpired(f"the EAR expired at {shown(exp)} (now {now})")
     if nbf is not None and now + leeway < nbf:
-        raise ResultExpired(f"the EAR is not valid before {nbf} (now {now})")
+        raise ResultExpired(f"the EAR is not valid before {shown(nbf)} (now {now})")
     if iat is not None and iat > now + leeway:
-        raise ResultExpired(f"the EAR was issued in the future ({iat}, now {now})")
+        raise ResultExpired(f"the EAR was issued in the future ({shown(iat)}, now {now})")
     if max_age is not None and iat is not None and now - iat > max_age + leeway:
-        raise ResultExpired(f"the EAR was issued at {iat}, more than {max_age}s ago")
+        raise ResultExpired(f"the EAR was issued at {shown(iat)}, more than {max_age}s ago")
 
 
 def _verify_signature(public_key: Any, alg: str, signature: bytes, data: bytes) -> None:

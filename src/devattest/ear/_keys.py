@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -22,6 +22,8 @@ _EC: dict[str, tuple[str, int, str]] = {
 _CRV_TO_CURVE: dict[str, ec.EllipticCurve] = {
     "P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1(),
 }
+
+_T = TypeVar("_T")
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -111,6 +113,34 @@ def public_jwk(key: Any, *, kid: str | None = None) -> dict[str, str]:
     thumb = b64url_encode(hashlib.sha256(
         json.dumps(members, sort_keys=True, separators=(",", ":")).encode()).digest())
     return {**members, "alg": alg, "use": "sig", "kid": kid or thumb}
+
+
+def key_id(key: Any) -> str:
+    """The ``kid`` devattest gives a key by default: its RFC 7638 JWK thumbprint, as in
+    :func:`public_jwk` and the service's JWK Set. Remembered per key object (a Verifier signs
+    result after result with the same key; keys need not be hashable).
+
+    Raises:
+        ConfigurationError: the key type is not supported.
+    """
+    return by_identity(key, lambda: public_jwk(key)["kid"])
+
+
+_BY_IDENTITY: dict[int, tuple[Any, Any]] = {}
+_BY_IDENTITY_MAX = 64
+
+
+def by_identity(obj: Any, compute: Callable[[], _T]) -> _T:
+    """``compute()``, remembered for this very object (held, so its id is not reused)."""
+    hit = _BY_IDENTITY.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        value: _T = hit[1]
+        return value
+    value = compute()
+    if len(_BY_IDENTITY) >= _BY_IDENTITY_MAX:
+        _BY_IDENTITY.clear()
+    _BY_IDENTITY[id(obj)] = (obj, value)
+    return value
 
 
 def public_jwks(keys: Mapping[str, Any] | Iterable[Any]) -> dict[str, list[dict[str, str]]]:

@@ -20,6 +20,10 @@ class DecodeLimits:
     max_container_items: int = 1024
     #: Maximum number of certificates in an ``x5chain``.
     max_chain_length: int = 8
+    #: Maximum magnitude, in bits, of a CBOR bignum (tags 2 and 3, RFC 8949 section 3.4.3).
+    #: Plain CBOR integers reach 64 bits; nothing in Evidence needs more, and a huge integer
+    #: costs quadratic time to print.
+    max_bignum_bits: int = 64
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ _EVIDENCE_TO_REASON: dict[type[errors.EvidenceError], str] = {
     errors.TrailingBytes: "trailing_bytes",
     errors.TruncatedEvidence: "truncated",
     errors.InvalidCbor: "invalid_cbor",
+    errors.IntegerTooLarge: "integer_too_large",
 }
 
 

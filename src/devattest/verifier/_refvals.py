@@ -12,6 +12,7 @@ from devattest.errors import (
     RollbackDetected,
     SignerMismatch,
     UnknownMeasurement,
+    shown,
 )
 from devattest.model import Claims, ComponentReference, ReferenceValueSet, SoftwareComponent
 from devattest.model.refvals import version_tuple
@@ -38,7 +39,7 @@ def _check_component(comp: SoftwareComponent, ref: ComponentReference
                 f"{ref.min_version}", step="6.4")
         if version_tuple(comp.version) < ref.min_version_key:  # type: ignore[operator]
             return RollbackDetected(
-                f"component {ref.measurement_type!r}: version {comp.version} is below the "
+                f"component {ref.measurement_type!r}: version {shown(comp.version)} is below the "
                 f"minimum {ref.min_version}", step="6.4")
     if ref.min_security_version is not None and (
         comp.security_version is None or comp.security_version < ref.min_security_version
@@ -66,7 +67,7 @@ def appraise_reference_values(claims: Claims, refs: ReferenceValueSet
         if not candidates:
             if refs.reject_unknown_components:
                 problems.append(UnknownMeasurement(
-                    f"component {mtype or '(unnamed)'!r} with measurement "
+                    f"component {shown(mtype) if mtype else '(unnamed)'} with measurement "
                     f"{comp.measurement_value.hex()} has no Reference Value", step="6.1"))
             continue
         seen.add(mtype)

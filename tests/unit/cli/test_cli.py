@@ -221,3 +221,24 @@ def test_cli_token_with_an_unknown_profile_is_not_affirmed(tmp_path: Path) -> No
                     "--allow-unappraised-software")
     assert code == 2, out
     assert "unknown_profile" in out
+
+
+def test_ear_signed_through_the_cli_carries_the_kid_of_the_jwks(tmp_path: Path) -> None:
+    """``verify --ear-out`` wrote an EAR JWT without ``kid``: a Relying Party holding the
+    Verifier's JWK Set (keys named by their RFC 7638 thumbprint) could not pick the key."""
+    import base64
+
+    from devattest.ear import public_jwks, verify_ear_jwt
+
+    ear_key = _key(tmp_path)
+    out_file = tmp_path / "ear.jwt"
+    code, out = run("verify", RFC / "psa-sign1.cbor", "--key", RFC / "tfm-es-iak.pem",
+                    "--nonce", NONCE, "--ear-out", out_file, "--ear-key", ear_key)
+    assert code in (0, 1), out
+    token = out_file.read_text().strip()
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    private = serialization.load_pem_private_key(ear_key.read_bytes(), password=None)
+    (jwk,) = public_jwks([private])["keys"]
+    assert header["kid"] == jwk["kid"]
+    verify_ear_jwt(token, private.public_key(), now=int(json.loads(
+        base64.urlsafe_b64decode(token.split(".")[1] + "=="))["iat"]))

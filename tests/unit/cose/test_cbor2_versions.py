@@ -16,12 +16,12 @@ import pytest
 
 from devattest.cose import (
     PrivateKeySigner,
+    _cbor,
     create_sign1,
     decode_cose,
     strict_loads,
     verify_sign1,
 )
-from devattest.cose import _cbor
 from devattest.model import DEFAULT_LIMITS, DEFAULT_OPTIONS
 from devattest.provisioning import parse_corim
 from tests._vectors import VECTORS

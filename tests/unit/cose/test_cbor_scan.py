@@ -29,7 +29,7 @@ from devattest.cose import (
     decode_cose,
     strict_loads,
 )
-from devattest.errors import DuplicateMapKey, EvidenceError, UnsupportedCbor
+from devattest.errors import DuplicateMapKey, EvidenceError, IntegerTooLarge, UnsupportedCbor
 from devattest.model import DEFAULT_LIMITS, DecodeLimits, VerifyOptions
 
 native = pytest.importorskip("devattest.cose._cbor_scan")
@@ -38,7 +38,8 @@ scan = native.scan
 REPO = Path(__file__).resolve().parents[3]
 LIMITS = [DEFAULT_LIMITS, DecodeLimits(max_depth=4, max_container_items=8),
           DecodeLimits(max_depth=1, max_container_items=2), DecodeLimits(max_depth=0),
-          DecodeLimits(max_container_items=0), DecodeLimits(max_depth=600)]
+          DecodeLimits(max_container_items=0), DecodeLimits(max_depth=600),
+          DecodeLimits(max_bignum_bits=0), DecodeLimits(max_bignum_bits=72)]
 
 
 @contextmanager
@@ -75,7 +76,7 @@ def _check(data: bytes, limits: DecodeLimits) -> None:
     assert native_outcome == pure_outcome, (data.hex(), limits, native_outcome, pure_outcome)
     if len(data) > limits.max_token_size:
         return
-    found = scan(data, limits.max_depth, limits.max_container_items)
+    found = scan(data, limits.max_depth, limits.max_container_items, limits.max_bignum_bits)
     verdict = _walker_verdict(data, limits)
     if found is None:
         assert verdict is None, (data.hex(), limits, verdict)
@@ -137,11 +138,18 @@ def _string(draw: st.DrawFn) -> bytes:
     return _head(major, declared, width) + raw
 
 
+@st.composite
+def _bignum(draw: st.DrawFn) -> bytes:
+    """Tag 2 or 3 around a magnitude of 0 to 12 bytes, sometimes with leading zero bytes."""
+    magnitude = b"\x00" * draw(st.sampled_from([0, 0, 0, 1, 3])) + draw(st.binary(max_size=12))
+    return bytes([0xC2 + draw(st.integers(0, 1))]) + _head(2, len(magnitude), None) + magnitude
+
+
 simple = st.sampled_from([b"\xf4", b"\xf5", b"\xf6", b"\xf7", b"\xe0", b"\xf3", b"\xf8\x20",
                           b"\xf8\xff", b"\xf8\x10", b"\xf8\x18", b"\xf8\x1f", b"\xf9\x3c\x00",
                           b"\xf9\x7e\x00", b"\xfa\x3f\xc0\x00\x00",
                           b"\xfb\x3f\xf8\x00\x00\x00\x00\x00\x00", b"\xff", b"\xfc", b"\x1e"])
-leaves = st.one_of(_integer(), _string(), simple)
+leaves = st.one_of(_integer(), _string(), simple, _bignum())
 
 
 def _containers(inner: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
@@ -155,7 +163,8 @@ def _containers(inner: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
 
     @st.composite
     def mapping(draw: st.DrawFn) -> bytes:
-        keys = draw(st.lists(st.one_of(st.sampled_from(KEY_POOL), inner), max_size=5))
+        keys = draw(st.lists(st.one_of(st.sampled_from(KEY_POOL), inner, _bignum()),
+                             max_size=5))
         body = b"".join(k + draw(inner) for k in keys)
         if draw(st.integers(0, 9)) == 0:
             return b"\xbf" + body + b"\xff"
@@ -243,9 +252,10 @@ def test_native_and_pure_agree_on_deep_nesting(data: bytes, limits: DecodeLimits
 
 @settings(max_examples=1500, deadline=None)
 @given(data=st.binary(max_size=300), depth=st.integers(-2, 2**70),
-       items=st.integers(-2, 2**70))
-def test_scanner_never_crashes_on_random_bytes(data: bytes, depth: int, items: int) -> None:
-    found = scan(data, depth, items)
+       items=st.integers(-2, 2**70), bits=st.integers(-2, 2**70))
+def test_scanner_never_crashes_on_random_bytes(data: bytes, depth: int, items: int,
+                                               bits: int) -> None:
+    found = scan(data, depth, items, bits)
     if found is not None:
         code, offset = found
         assert code in _cbor._SCAN_ERRORS or code == native.SCAN_SLOW_PATH
@@ -308,7 +318,7 @@ def test_plain_claims_are_accepted_by_the_scanner() -> None:
         {1: "BL", 2: b"\x02" * 32, 4: "1.0", 5: b"\x03" * 32}] * 3, 7: None, 9: 1.5,
         11: -(2**63), 12: 2**64 - 1, 13: cbor2.CBORTag(1000, [1, 2]), "é": "ü"}
     data = cbor2.dumps(claims)
-    assert scan(data, 16, 1024) is None
+    assert scan(data, 16, 1024, 64) is None
     assert strict_loads(data, limits=DEFAULT_LIMITS) == claims
 
 
@@ -318,10 +328,20 @@ def test_plain_claims_are_accepted_by_the_scanner() -> None:
     (b"\xa2\x41a\x00\x61a\x00", None),                   # b"a" and "a" are different keys
     (b"\xa1\x81\x01\x00", UnsupportedCbor),
     (b"\xa1\xc1\x01\x00", UnsupportedCbor),
+    (b"\xa1\xe6\x00", UnsupportedCbor),                  # simple value 6 as a key
+    (b"\xa1\xf6\x00", UnsupportedCbor),                  # null
+    (b"\xa1\xf4\x00", UnsupportedCbor),                  # false
+    (b"\xa1\xf8\x20\x00", UnsupportedCbor),              # simple value 32
+    (b"\xa1\xc2\x41\x01\x00", UnsupportedCbor),          # a (small) bignum key: tagged
+    (b"\xc2\x49\x01" + b"\x00" * 8, IntegerTooLarge),    # 2**64: 65 bits
+    (b"\xc3\x49\x01" + b"\x00" * 8, IntegerTooLarge),    # -1 - 2**64
+    (b"\xc2\x48" + b"\xff" * 8, None),                   # 2**64 - 1: 64 bits
+    (b"\xc2\x4a\x00\x00" + b"\xff" * 8, None),           # leading zeros do not count
+    (b"\x81\xc2\x59\x07\xd0" + b"\xff" * 2000, IntegerTooLarge),
 ])
 def test_scanner_names_duplicate_and_complex_keys(data: bytes,
                                                   error: type[EvidenceError] | None) -> None:
-    found = scan(data, 16, 1024)
+    found = scan(data, 16, 1024, 64)
     if error is None:
         assert found is None
     else:
@@ -368,7 +388,7 @@ def test_scanner_utf8_check_is_pythons(raw: bytes) -> None:
     except UnicodeDecodeError:
         valid = False
     data = _head(3, len(raw), None) + raw
-    assert (scan(data, 16, 1024) is None) is valid, raw.hex()
+    assert (scan(data, 16, 1024, 64) is None) is valid, raw.hex()
     _check(data, DEFAULT_LIMITS)
     _check(b"\xa1" + data + b"\x00", DEFAULT_LIMITS)
 
@@ -381,7 +401,8 @@ def test_scan_codes_are_the_modules_constants() -> None:
     names = {"SCAN_NESTING_TOO_DEEP": "NestingTooDeep", "SCAN_TOO_MANY_ITEMS": "TooManyItems",
              "SCAN_DUPLICATE_MAP_KEY": "DuplicateMapKey", "SCAN_TRAILING_BYTES": "TrailingBytes",
              "SCAN_TRUNCATED": "TruncatedEvidence", "SCAN_INVALID_CBOR": "InvalidCbor",
-             "SCAN_UNEXPECTED_TAG": "UnexpectedTag", "SCAN_UNSUPPORTED_CBOR": "UnsupportedCbor"}
+             "SCAN_UNEXPECTED_TAG": "UnexpectedTag", "SCAN_UNSUPPORTED_CBOR": "UnsupportedCbor",
+             "SCAN_INTEGER_TOO_LARGE": "IntegerTooLarge"}
     assert {getattr(native, code): error for code, error in names.items()} == {
         code: error.__name__ for code, error in _cbor._SCAN_ERRORS.items()}
     assert native.SCAN_SLOW_PATH == _cbor._SCAN_SLOW_PATH
@@ -389,11 +410,13 @@ def test_scan_codes_are_the_modules_constants() -> None:
 
 def test_scanner_takes_only_bytes() -> None:
     with pytest.raises(TypeError):
-        scan(bytearray(b"\x00"), 16, 1024)
+        scan(bytearray(b"\x00"), 16, 1024, 64)
     with pytest.raises(TypeError):
-        scan(b"\x00", 16.0, 1024)
+        scan(b"\x00", 16.0, 1024, 64)
     with pytest.raises(TypeError):
-        scan(b"\x00", 16)
+        scan(b"\x00", 16, 1024, 64.0)
+    with pytest.raises(TypeError):
+        scan(b"\x00", 16, 1024)
 
 
 def test_existing_cose_tests_pass_on_the_pure_path() -> None:

@@ -61,7 +61,8 @@ def test_depth_limit_is_exact() -> None:
     # A tag around a container counts; a bignum (tag 2 around a bstr) does not.
     with pytest.raises(NestingTooDeep):
         strict_loads(b"\x81\x81\xd8\x20\x81\x00", limits=limits)
-    assert strict_loads(b"\x81\x81\x81\xc2\x49\x01" + b"\x00" * 8, limits=limits) == [[[2**64]]]
+    wide = DecodeLimits(max_depth=3, max_bignum_bits=72)
+    assert strict_loads(b"\x81\x81\x81\xc2\x49\x01" + b"\x00" * 8, limits=wide) == [[[2**64]]]
     # The same, non-preferred (slow path): identical verdicts.
     assert strict_loads(b"\x98\x01\x81\x81\x00", limits=limits) == [[[0]]]
     with pytest.raises(NestingTooDeep):
@@ -118,7 +119,6 @@ def test_rejects_duplicate_map_keys_in_payload(signer: PrivateKeySigner) -> None
 
 
 @pytest.mark.parametrize("data", [
-    b"\xa2\x01\x00\xf5\x00",                   # 1 and true collide in Python
     b"\xa2\x01\x00\xf9\x3c\x00\x00",           # 1 and 1.0
     b"\xa2\x61a\x00\x7f\x61a\xff\x00",         # "a" and an indefinite "a"
     b"\xbf\x01\x00\x01\x00\xff",               # indefinite-length map
@@ -205,8 +205,8 @@ def test_rejects_complex_map_keys(data: bytes) -> None:
     b"\x9f\x01\x02\xff",                  # indefinite array
     b"\xbf\x01\x02\xff",                  # indefinite map
     b"\xf9\x3c\x00",                      # half float
-    b"\xa1\xf5\x01",                      # boolean key
-    b"\xc2\x49\x01" + b"\x00" * 8,        # bignum
+    b"\xc2\x48" + b"\xff" * 8,            # bignum of 64 bits (fits a plain integer)
+    b"\xc3\x41\x01",                      # small negative bignum
     b"\xd9\xd9\xf7\x01",                  # self-described CBOR
     b"\xf0",                              # simple value 16
     b"\xa2\x01\x02\x03\x04",
@@ -227,3 +227,72 @@ def test_accepts_plain_claims_on_fast_path() -> None:
 def test_accepts_memoryview_and_bytearray() -> None:
     assert strict_loads(bytearray(b"\x82\x01\x02"), limits=L) == [1, 2]
     assert strict_loads(memoryview(b"\x82\x01\x02"), limits=L) == [1, 2]
+
+
+# ---------------------------------------------------------------------------------------
+# Oversized integers and simple-value keys (issue 13, defect 2): refused on every path
+# ---------------------------------------------------------------------------------------
+HUGE = 2**16000  # a 2,000-byte bignum: printing it raises (int-to-string limit)
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("data", [
+    cbor2.dumps(HUGE),
+    cbor2.dumps(-HUGE),
+    cbor2.dumps(2**64),                              # 65 bits
+    cbor2.dumps(-(2**64) - 1),
+    cbor2.dumps({1: [2, {3: HUGE}]}),
+    cbor2.dumps(cbor2.CBORTag(18, [b"", {1: HUGE}, b"", b""])),
+    b"\xc2\x5f\x41\x01\x48" + b"\x00" * 8 + b"\xff",  # indefinite-length magnitude
+], ids=["huge", "minus-huge", "65-bits", "minus-65-bits", "nested", "cose-header",
+        "indefinite"])
+def test_bignum_of_thousands_of_bits_is_refused_before_anything_prints_it(
+        data: bytes, native: bool) -> None:
+    from devattest.cose import _cbor
+    from devattest.errors import IntegerTooLarge
+
+    saved = _cbor._scan
+    if not native:
+        _cbor._scan = None
+    try:
+        with pytest.raises(IntegerTooLarge, match="limit is 64"):
+            strict_loads(data, limits=L)
+    finally:
+        _cbor._scan = saved
+    with pytest.raises(IntegerTooLarge):
+        _strict_walk(data, L)
+
+
+def test_bignum_limit_is_a_decode_limit() -> None:
+    from devattest.errors import IntegerTooLarge
+
+    data = cbor2.dumps(2**100)
+    assert strict_loads(data, limits=DecodeLimits(max_bignum_bits=101)) == 2**100
+    with pytest.raises(IntegerTooLarge):
+        strict_loads(data, limits=DecodeLimits(max_bignum_bits=100))
+    # Leading zero bytes of the magnitude do not count; the limit is on the value.
+    padded = b"\xc2\x4a\x00\x00" + b"\xff" * 8
+    assert strict_loads(padded, limits=L) == 2**64 - 1
+
+
+def test_bignum_whose_content_is_not_a_byte_string_is_invalid() -> None:
+    with pytest.raises(InvalidCbor, match="bignum"):
+        strict_loads(b"\xc2\x82\x01\x01", limits=L)
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("key", [b"\xe6", b"\xe0", b"\xf3", b"\xf4", b"\xf5", b"\xf6", b"\xf7",
+                                 b"\xf8\x20", b"\xf8\xff"])
+def test_simple_value_map_key_is_refused(key: bytes, native: bool) -> None:
+    from devattest.cose import _cbor
+
+    saved = _cbor._scan
+    if not native:
+        _cbor._scan = None
+    try:
+        for data in (b"\xa1" + key + b"\x01", b"\xa2\x0a\x41\x01" + key + b"\x01",
+                     b"\xbf" + key + b"\x01\xff", b"\x81\xa1" + key + b"\x01"):
+            with pytest.raises(UnsupportedCbor, match="simple value"):
+                strict_loads(data, limits=L)
+    finally:
+        _cbor._scan = saved

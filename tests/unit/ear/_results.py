@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from devattest.ear._claims import b64url_encode
 from devattest.model import Appraisal, AttestationResult, Status, TrustVector, VerifierId
 
 NOW = 1_800_000_000
@@ -24,3 +32,14 @@ def make_result(**over: object) -> AttestationResult:
     }
     fields.update(over)
     return AttestationResult(**fields)  # type: ignore[arg-type]
+
+
+def sign_raw_jwt(key: ec.EllipticCurvePrivateKey, header: Any, claims: Any) -> str:
+    """A JWS (ES256) over arbitrary JSON header and claims, as another Verifier (or an
+    attacker holding the key) would sign it."""
+    def part(value: Any) -> str:
+        return b64url_encode(json.dumps(value, separators=(",", ":")).encode())
+
+    signing_input = f"{part(header)}.{part(claims)}"
+    r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return signing_input + "." + b64url_encode(r.to_bytes(32, "big") + s.to_bytes(32, "big"))

@@ -17,7 +17,7 @@ from devattest.ear import (
 )
 from devattest.errors import MalformedResult, UnknownResultProfile
 from devattest.model import Appraisal, Status, TrustVector
-from tests.unit.ear._results import NOW, make_result
+from tests.unit.ear._results import NOW, make_result, sign_raw_jwt
 
 
 def test_emits_the_03_claim_names_and_profile() -> None:
@@ -183,6 +183,44 @@ def test_reads_02_names() -> None:
         Status.WARNING, Status.WARNING, "p1")
     assert sub.trust_vector == TrustVector(configuration=32)
     assert sub.extensions == {"ear_veraison_policy_claims": {"k": "v"}}
+
+
+def test_trustee_ear_is_read_as_an_alias_of_the_veraison_profile() -> None:
+    """An EAR from Confidential Containers' Trustee (its shape: -02 dotted names, a single
+    text policy id, ``iss``, its own ``ear.trustee.identifiers`` extension and AR4SI values
+    such as 33 and 97) was UnknownResultProfile; Veraison's EAR library reads it as an alias
+    of its own profile, and so does devattest, signature included."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from devattest.ear import TRUSTEE_PROFILE, verify_ear_jwt
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    c = {
+        "eat_profile": "tag:github.com,2024:confidential-containers/Trustee",
+        "iat": NOW, "exp": NOW + 300, "iss": "CoCo-Attestation-Service",
+        "ear.verifier-id": {"developer": "https://confidentialcontainers.org",
+                            "build": "attestation-service 0.1.0"},
+        "submods": {"cpu0": {
+            "ear.status": "contraindicated",
+            "ear.trustworthiness-vector": {"instance-identity": 0, "configuration": 2,
+                                           "executables": 33, "hardware": 97},
+            "ear.appraisal-policy-id": "default",
+            "ear.trustee.identifiers": {"validated": {"container_images": ["nginx:latest"]}},
+            "ear.veraison.annotated-evidence": {"init_data": "DezN7Q2H7ERw"}}},
+    }
+    for r in (claims_to_result(c), verify_ear_jwt(sign_raw_jwt(key, {"alg": "ES256"}, c),
+                                                  key.public_key(), now=NOW)):
+        assert r.profile == TRUSTEE_PROFILE
+        assert (r.status, r.exp) == (Status.CONTRAINDICATED, NOW + 300)
+        assert r.verifier_id.developer == "https://confidentialcontainers.org"
+        assert r.extensions == {"iss": "CoCo-Attestation-Service"}
+        sub = r.submods["cpu0"]
+        assert sub.trust_vector == TrustVector(instance_identity=0, configuration=2,
+                                               executables=33, hardware=97)
+        assert sub.appraisal_policy_id == "default"
+        assert sub.extensions == {
+            "ear_trustee_identifiers": {"validated": {"container_images": ["nginx:latest"]}},
+            "ear_veraison_annotated_evidence": {"init_data": "DezN7Q2H7ERw"}}
 
 
 def test_unknown_claims_are_kept_not_fatal() -> None:

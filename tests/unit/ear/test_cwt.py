@@ -22,6 +22,30 @@ from tests.unit.ear._results import NOW, make_result
 P256 = ec.generate_private_key(ec.SECP256R1())
 
 
+def test_ear_cwt_signed_without_a_kid_carries_the_jwks_thumbprint() -> None:
+    """Issue 13 item 14: every EAR names its key; a CWT's kid is the UTF-8 of the JWK Set's."""
+    from devattest.ear import public_jwks
+
+    token = cbor2.loads(sign_ear_cwt(make_result(), PrivateKeySigner(P256)))
+    unprotected = dict(token.value[1])
+    assert unprotected[4] == public_jwks([P256])["keys"][0]["kid"].encode()
+    verify_ear_cwt(cbor2.dumps(token), P256.public_key(), now=NOW)
+
+
+def test_ear_cwt_without_a_kid_needs_a_signer_that_names_its_key() -> None:
+    from devattest.errors import ConfigurationError
+
+    class Opaque:
+        alg = PrivateKeySigner(P256).alg
+
+        def sign(self, tbs: bytes) -> bytes:
+            return PrivateKeySigner(P256).sign(tbs)
+
+    with pytest.raises(ConfigurationError, match="needs a kid"):
+        sign_ear_cwt(make_result(), Opaque())
+    assert sign_ear_cwt(make_result(), Opaque(), kid=b"k")
+
+
 @pytest.mark.parametrize("key", [P256, ec.generate_private_key(ec.SECP384R1()),
                                  ed25519.Ed25519PrivateKey.generate()])
 def test_sign_and_verify_round_trip(key: Any) -> None:

@@ -26,6 +26,7 @@ from devattest.errors import (
     ResultExpired,
     ResultSignatureInvalid,
 )
+from devattest.model import TrustAnchors
 from tests.unit.ear._results import NOW, make_result
 
 P256 = ec.generate_private_key(ec.SECP256R1())
@@ -229,6 +230,23 @@ def test_jwks_kid_defaults_to_the_rfc7638_thumbprint() -> None:
     digest = hashlib.sha256(json.dumps(required, sort_keys=True,
                                        separators=(",", ":")).encode()).digest()
     assert jwk["kid"] == b64(digest)
+
+
+@pytest.mark.parametrize("key", [P256, ed25519.Ed25519PrivateKey.generate()])
+def test_ear_jwt_signed_without_a_kid_carries_the_jwks_thumbprint(key: Any) -> None:
+    """Issue 13 item 14: every EAR names its key, by default as the JWK Set does."""
+    from devattest.policy import DefaultPolicy
+    from devattest.verifier import verify_and_sign
+
+    header = json.loads(unb64(sign_ear_jwt(make_result(), key).split(".")[0]))
+    assert header["kid"] == public_jwks([key])["keys"][0]["kid"]
+    signed = verify_and_sign(b"\x00", media_type="application/psa-attestation-token",
+                             expected_nonce=b"\x01" * 32, trust_anchors=TrustAnchors.of(),
+                             reference_values=None, policy=DefaultPolicy(), now=NOW,
+                             signing_key=key)
+    assert json.loads(unb64(signed.ear_jwt.split(".")[0]))["kid"] == header["kid"]
+    named = json.loads(unb64(sign_ear_jwt(make_result(), key, kid="v7").split(".")[0]))
+    assert named["kid"] == "v7"
 
 
 @pytest.mark.parametrize("jwk", [

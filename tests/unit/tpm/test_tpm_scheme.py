@@ -242,6 +242,34 @@ def test_evidence_map_shape() -> None:
                           options=DEFAULT_OPTIONS)
 
 
+HUGE = 2**16000  # a 2,000-byte bignum: printing it raises
+
+
+@pytest.mark.parametrize("where", ["unknown-key", "pcr-bank", "pcr-index"])
+def test_bignum_in_tpm_evidence_is_malformed_not_a_verifier_malfunction(where: str) -> None:
+    """Issue 13, defect 2: error messages printed an attacker's integer of thousands of
+    digits (Python refuses: ValueError), a "verifier malfunction" before any signature."""
+    from devattest.verifier import verify
+
+    b = build()
+    m = cbor2.loads(b.evidence)
+    if where == "unknown-key":
+        m[HUGE] = 1
+    elif where == "pcr-bank":
+        m[3] = {HUGE: {0: b"\x00" * 32}}
+    else:
+        m[3] = {0x000B: {HUGE: b"\x00" * 32}}
+    ev = cbor2.dumps(m, canonical=True)
+    with pytest.raises(errors.EvidenceError):
+        SCHEME.decode(ev, limits=DEFAULT_LIMITS, options=DEFAULT_OPTIONS)
+    result = verify(ev, media_type=MEDIA_TYPE, expected_nonce=b.nonce,
+                    trust_anchors=TrustAnchors.of(keys=[b.anchor]), reference_values=None,
+                    policy=DefaultPolicy(), now=0, registry=REG)
+    (sub,) = result.submods.values()
+    assert result.status is Status.CONTRAINDICATED
+    assert sub.reasons[0][0] != "verifier_malfunction", sub.reasons
+
+
 def test_tcg_log_malformed() -> None:
     for data in (b"", b"\0" * 10, b"\0\0\0\0\3\0\0\0" + b"\0" * 20 + b"\xff\xff\0\0"):
         with pytest.raises(errors.MalformedEventLog):

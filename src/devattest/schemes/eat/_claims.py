@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from devattest.errors import InvalidClaim
+from devattest.errors import InvalidClaim, shown
 
 STEP = "5"
 
@@ -46,8 +46,12 @@ _LOCATION_KEYS: dict[int, str] = {
     6: "heading", 7: "speed", 8: "timestamp", 9: "age",
 }
 
-# UEID type bytes (RFC 9711 section 4.2.1).
+# UEID type bytes (RFC 9711 section 4.2.1, Table 1).
 UEID_TYPES = {0x01: "RAND", 0x02: "IEEE EUI", 0x03: "IMEI"}
+#: Lengths of the identifier after the type byte (RFC 9711 section 4.2.1, Table 1): RAND is a
+#: 128-, 192- or 256-bit random number; IEEE EUI an EUI-48, EUI-60 or EUI-64 (6 or 8 bytes);
+#: IMEI 14 bytes, one per decimal digit (the digit's value, not its ASCII code).
+UEID_LENGTHS: dict[int, tuple[int, ...]] = {0x01: (16, 24, 32), 0x02: (6, 8), 0x03: (14,)}
 
 
 class DebugStatus(IntEnum):
@@ -204,7 +208,7 @@ def _tstr(key: int, v: Any) -> str:
 
 def _uint(key: int, v: Any) -> int:
     if type(v) is not int or v < 0:
-        raise _bad(key, f"must be an unsigned integer, found {v!r}")
+        raise _bad(key, f"must be an unsigned integer, found {shown(v)}")
     return v
 
 
@@ -221,11 +225,20 @@ def _time(key: int, v: Any) -> int:
 
 
 def _ueid(key: int, v: Any) -> bytes:
-    # RFC 9711 section 4.2.1: bstr .size (7..33), first byte the UEID type.
+    # RFC 9711 section 4.2.1: bstr .size (7..33), the first byte the UEID type (Table 1),
+    # the rest of the length that type defines.
     ueid = _bstr(key, v, 7, 33)
-    if ueid[0] not in UEID_TYPES:
-        raise _bad(key, f"has unknown UEID type 0x{ueid[0]:02x} (0x01 RAND, 0x02 IEEE EUI, "
+    kind = ueid[0]
+    lengths = UEID_LENGTHS.get(kind)
+    if lengths is None:
+        raise _bad(key, f"has unknown UEID type 0x{kind:02x} (0x01 RAND, 0x02 IEEE EUI, "
                         f"0x03 IMEI)")
+    if len(ueid) - 1 not in lengths:
+        sizes = " or ".join(str(n) for n in lengths)
+        raise _bad(key, f"is a {UEID_TYPES[kind]} UEID of {len(ueid) - 1} bytes after the type "
+                        f"byte; RFC 9711 section 4.2.1 requires {sizes}")
+    if kind == 0x03 and max(ueid[1:]) > 9:
+        raise _bad(key, "is an IMEI UEID whose bytes are not all decimal digit values (0-9)")
     return ueid
 
 
@@ -283,7 +296,7 @@ def _format_bodies(key: int, v: Any) -> tuple[FormatBody, ...]:
             raise _bad(key, "entries must be [content-type, content]")
         ct = entry[0]
         if type(ct) is not int or not 0 <= ct <= 65535:
-            raise _bad(key, f"content type must be a CoAP content format, found {ct!r}")
+            raise _bad(key, f"content type must be a CoAP content format, found {shown(ct)}")
         if type(entry[1]) not in (bytes, str):
             raise _bad(key, f"content must be a byte or text string, found "
                             f"{_tname(entry[1])}")
@@ -307,10 +320,9 @@ def _measres(v: Any) -> tuple[MeasurementResults, ...]:
             if result is None:
                 results.append((item[0], None))
                 continue
-            try:
-                results.append((item[0], MeasurementResult(result)))
-            except ValueError:
-                raise _bad(MEASRES, f"unknown result {result!r}") from None
+            if type(result) is not int or result not in MeasurementResult._value2member_map_:
+                raise _bad(MEASRES, f"unknown result {shown(result)}")
+            results.append((item[0], MeasurementResult(result)))
         out.append(MeasurementResults(group[0], tuple(results)))
     return tuple(out)
 
@@ -341,7 +353,7 @@ def _submods(v: Any, depth: int) -> dict[str, Submodule]:
                 and type(sub[1]) is bytes:
             out[name] = Submodule(name, detached_digest=(sub[0], sub[1]))
         else:
-            raise _bad(SUBMODS, f"submodule {name!r} is not a claims set, nested token or "
+            raise _bad(SUBMODS, f"submodule {shown(name)} is not a claims set, nested token or "
                                 f"detached digest")
     return out
 
@@ -386,14 +398,14 @@ def parse_eat_claims(claims: Mapping[Any, Any], *, _depth: int = 0) -> EatClaims
             vals["oemboot"] = v
         elif key == DBGSTAT:
             if type(v) is not int or v not in DebugStatus._value2member_map_:
-                raise _bad(key, f"must be a debug status 0 to 4, found {v!r}")
+                raise _bad(key, f"must be a debug status 0 to 4, found {shown(v)}")
             vals["dbgstat"] = DebugStatus(v)
         elif key == LOCATION:
             vals["location"] = _location(v)
         elif key == PROFILE:
             # RFC 9711 section 4.3.2: a URI (text) or an OID (bstr, untagged).
             if type(v) not in (str, bytes) or not v:
-                raise _bad(key, f"must be a URI or an OID, found {v!r}")
+                raise _bad(key, f"must be a URI or an OID, found {shown(v)}")
             vals["profile"] = v
         elif key == SUBMODS:
             vals["submods"] = _submods(v, _depth)

@@ -36,6 +36,7 @@ from devattest.errors import (
     MissingClaim,
     TokenExpired,
     UnknownProfile,
+    shown,
 )
 from devattest.model import (
     Claims,
@@ -49,6 +50,8 @@ from devattest.model import (
 )
 from devattest.schemes._cose import verify_cose_integrity
 from devattest.schemes.eat._claims import (
+    CLAIM_NAMES,
+    MEASUREMENTS,
     DebugStatus,
     EatClaimsSet,
     MeasurementResult,
@@ -100,19 +103,27 @@ def _is_tagged(data: bytes) -> bool:
     return bool(data) and data[0] >> 5 == 6
 
 
-def _coswid_components(content: Any, limits: DecodeLimits
-                       ) -> tuple[list[SoftwareComponent], str | None]:
-    """Files with hashes in a CoSWID's evidence or payload (RFC 9393 sections 2.9.2, 2.9.4)."""
+def _coswid_components(content: Any, limits: DecodeLimits) -> list[SoftwareComponent]:
+    """Files with hashes in a CoSWID's evidence or payload (RFC 9393 sections 2.9.2, 2.9.4).
+
+    Raises:
+        InvalidClaim: the measurement is not a CoSWID (CBOR within ``limits``, a map), or a
+            file's hash is not a hash-entry ``[hash-alg-id: int, hash-value: bytes]`` (RFC
+            9393 section 2.9.1). A measurement that cannot be read is not appraised, so it
+            fails the claims set rather than being skipped.
+    """
+    what = f"{CLAIM_NAMES[MEASUREMENTS]} ({MEASUREMENTS}): a CoSWID measurement"
     if type(content) is not bytes:
-        return [], "a CoSWID measurement is not a byte string"
+        raise InvalidClaim(f"{what} is not a byte string", step=_STEP)
     try:
         swid = strict_loads(content, limits=limits)
     except DevattestError as err:
-        return [], f"a CoSWID measurement is not valid CBOR: {err.message}"
+        raise InvalidClaim(f"{what} is not valid CBOR ({err.code}: {err.message})",
+                           step=_STEP) from None
     if type(swid) is cbor2.CBORTag and swid.tag == TAG_COSWID:
         swid = swid.value
     if not isinstance(swid, dict):
-        return [], "a CoSWID measurement is not a map"
+        raise InvalidClaim(f"{what} is not a map, found {shown(swid)}", step=_STEP)
     version = swid.get(_SWID_VERSION)
     version = version if type(version) is str else None
     out: list[SoftwareComponent] = []
@@ -124,22 +135,27 @@ def _coswid_components(content: Any, limits: DecodeLimits
                 continue
             fs = n.get(_SWID_FILE)
             for f in fs if isinstance(fs, list) else [fs]:
-                if isinstance(f, dict):
-                    h = f.get(_SWID_HASH)
-                    if isinstance(h, list) and len(h) == 2 and type(h[1]) is bytes:
-                        name = f.get(_SWID_FS_NAME)
-                        out.append(SoftwareComponent(
-                            measurement_value=h[1],
-                            measurement_type=name if type(name) is str else None,
-                            version=version,
-                            measurement_desc=_HASH_NAMES.get(h[0], str(h[0]))))
+                if isinstance(f, dict) and _SWID_HASH in f:
+                    h = f[_SWID_HASH]
+                    if not (isinstance(h, list) and len(h) == 2 and type(h[0]) is int
+                            and type(h[1]) is bytes):
+                        raise InvalidClaim(f"{what} has a file hash that is not [hash-alg-id: "
+                                           f"int, hash-value: bytes], found {shown(h)}",
+                                           step=_STEP)
+                    name = f.get(_SWID_FS_NAME)
+                    alg = h[0]
+                    out.append(SoftwareComponent(
+                        measurement_value=h[1],
+                        measurement_type=name if type(name) is str else None,
+                        version=version,
+                        measurement_desc=_HASH_NAMES.get(alg, shown(alg))))
             if _SWID_DIRECTORY in n:
                 files(n[_SWID_DIRECTORY])
 
     for key in (_SWID_EVIDENCE, _SWID_PAYLOAD):
         if key in swid:
             files(swid[key])
-    return out, None
+    return out
 
 
 def _constrained_profile_rules(data: bytes, msg: CoseMessage, claims: EatClaimsSet) -> None:
@@ -203,15 +219,12 @@ class EatScheme:
             if required is not None and parsed.profile not in (None, required):
                 raise UnknownProfile(
                     f"media type requires eat_profile {required!r}, the token says "
-                    f"{parsed.profile!r}", step=_STEP)
+                    f"{shown(parsed.profile)}", step=_STEP)
             if PROFILE_CONSTRAINED in (parsed.profile, required):
                 _constrained_profile_rules(data, msg, parsed)
             for m in parsed.measurements:
                 if m.content_type == COAP_CT_COSWID:
-                    found, problem = _coswid_components(m.content, limits)
-                    comps.extend(found)
-                    if problem:
-                        notes.append(problem)
+                    comps.extend(_coswid_components(m.content, limits))
                 else:
                     notes.append(f"measurements of content type {m.content_type} are kept "
                                  f"but not interpreted")
@@ -289,10 +302,10 @@ class EatScheme:
         for group in c.measres:
             for rid, result in group.results:
                 if result is MeasurementResult.FAIL:
-                    shown = rid.hex() if isinstance(rid, bytes) else rid
                     findings.append(Finding(
                         "executables", ar4si.CONTRAINDICATED_RUNTIME, "eat_measurement_failed",
-                        f"measurement {shown!r} of {group.system!r} failed comparison"))
+                        f"measurement {shown(rid.hex() if isinstance(rid, bytes) else rid)} "
+                        f"of {shown(group.system)} failed comparison"))
         profile = c.profile
         if isinstance(profile, bytes):
             profile = "oid:" + profile.hex()

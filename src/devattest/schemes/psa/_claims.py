@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from devattest.errors import InvalidClaim, MissingClaim, UnknownProfile
+from devattest.errors import InvalidClaim, MissingClaim, UnknownProfile, shown
 from devattest.model import Finding, SoftwareComponent, ar4si
 from devattest.model.evidence import new_software_component
 from devattest.schemes.psa._profiles import (
@@ -90,9 +90,9 @@ def detect_profile(claims: Mapping[Any, Any]) -> tuple[PsaProfile, tuple[str, ..
                 f"found {_type_name(value)}", step="1")
         profile = BY_NAME.get(value)
         if profile is None:
-            raise UnknownProfile(f"unknown PSA profile {value!r}", step="1")
+            raise UnknownProfile(f"unknown PSA profile {shown(value)}", step="1")
         if profile.legacy:
-            return profile, (f"legacy PSA profile {value!r} (boot seed under claim key 2397); "
+            return profile, (f"legacy PSA profile {shown(value)} (boot seed under claim key 2397); "
                              f"RFC 9783 profile is {RFC9783.name!r}",)
         return profile, ()
     if IOT_1.profile in claims:
@@ -103,7 +103,7 @@ def detect_profile(claims: Mapping[Any, Any]) -> tuple[PsaProfile, tuple[str, ..
                 f"text string, found {_type_name(value)}", step="1")
         note = "legacy PSA profile PSA_IOT_PROFILE_1 (claim keys -75000 to -75010)"
         if value != PROFILE_IOT_1:
-            note += f"; its profile claim says {value!r}"
+            note += f"; its profile claim says {shown(value)}"
         return IOT_1, (note,)
     for key in claims:
         if key in IOT_1_KEYS:
@@ -237,7 +237,7 @@ def parse_psa_claims(claims: Mapping[Any, Any], profile: PsaProfile,
         client_id = _int_of(claims, p, p.client_id)
     if not _INT32_MIN <= client_id <= _INT32_MAX:
         raise InvalidClaim(f"{_claim(p, p.client_id)} must be a 32-bit signed integer, "
-                           f"found {client_id}", step=STEP)
+                           f"found {shown(client_id)}", step=STEP)
     # 4.3.1 Security Lifecycle: one of the seven ranges, mandatory.
     lifecycle = get(p.lifecycle)
     if type(lifecycle) is not int:
@@ -283,7 +283,7 @@ def parse_psa_claims(claims: Mapping[Any, Any], profile: PsaProfile,
         if not (_EAN13_5.fullmatch(cert)
                 or (p.ean13_alone_allowed and _EAN13.fullmatch(cert))):
             want = "EAN-13 or EAN-13+5" if p.ean13_alone_allowed else "EAN-13+5"
-            raise InvalidClaim(f"{_claim(p, p.certification_reference)} {cert!r} is not in "
+            raise InvalidClaim(f"{_claim(p, p.certification_reference)} {shown(cert)} is not in "
                                f"{want} format (13 digits, '-', 5 digits)", step=STEP)
         raw["certification_reference"] = cert
 
@@ -302,7 +302,7 @@ def parse_psa_claims(claims: Mapping[Any, Any], profile: PsaProfile,
                 f"no-software-measurements ({p.no_sw_measurements}) is not indicated",
                 step=STEP)
         if type(nosw) is not int or nosw != 1:
-            raise InvalidClaim(f"{_claim(p, p.no_sw_measurements)} must be 1, found {nosw!r}",
+            raise InvalidClaim(f"{_claim(p, p.no_sw_measurements)} must be 1, found {shown(nosw)}",
                                step=STEP)
         raw["no_sw_measurements"] = nosw
         notes.append("no software measurements: the token indicates none were taken")

@@ -61,6 +61,7 @@ from devattest.errors import (
     PcrDigestMismatch,
     PcrSelectionMismatch,
     SignatureInvalid,
+    shown,
 )
 from devattest.model import (
     Claims,
@@ -169,14 +170,14 @@ def _decode_pcrs(value: Any) -> dict[int, dict[int, bytes]]:
     out: dict[int, dict[int, bytes]] = {}
     for alg, bank in value.items():
         if type(alg) is not int or alg not in HASH_ALGS:
-            raise MalformedClaims(f"PCR bank {alg!r} is not a supported TPM_ALG_ID")
+            raise MalformedClaims(f"PCR bank {shown(alg)} is not a supported TPM_ALG_ID")
         size = HASH_ALGS[alg][1]
         if not isinstance(bank, dict) or len(bank) > _MAX_PCR:
             raise MalformedClaims("each PCR bank must be a map of PCR index to value")
         vals: dict[int, bytes] = {}
         for idx, v in bank.items():
             if type(idx) is not int or not 0 <= idx < _MAX_PCR:
-                raise MalformedClaims(f"PCR index {idx!r} out of range")
+                raise MalformedClaims(f"PCR index {shown(idx)} out of range")
             if not isinstance(v, bytes) or len(v) != size:
                 raise MalformedClaims(f"PCR {idx} value must be {size} bytes")
             vals[idx] = v
@@ -287,7 +288,7 @@ class TpmQuoteScheme:
         keys = m.keys()
         if not keys >= _REQUIRED_KEYS or not keys <= _ALLOWED_KEYS:
             missing = sorted(_REQUIRED_KEYS - keys)
-            extra = sorted(str(k) for k in keys - _ALLOWED_KEYS)
+            extra = sorted(shown(k) for k in keys - _ALLOWED_KEYS)
             raise MalformedClaims(f"TPM quote Evidence keys: missing {missing}, "
                                   f"unknown {extra}")
         attest_bytes = m[_KEY_ATTEST]

@@ -50,6 +50,37 @@ def test_ueid_rules() -> None:
         parse(k256=b"\x04" * 10)
 
 
+# RFC 9711 section 4.2.1, Table 1: the identifier after the type byte has the type's length.
+VALID_UEIDS = [b"\x01" + b"\xaa" * 16, b"\x01" + b"\xaa" * 24, b"\x01" + b"\xaa" * 32,
+               b"\x02" + b"\xbb" * 6, b"\x02" + b"\xbb" * 8,
+               b"\x03" + bytes([3, 5, 2, 0, 9, 9, 1, 0, 1, 2, 3, 4, 5, 6])]
+
+
+@pytest.mark.parametrize("ueid", VALID_UEIDS)
+def test_ueid_of_each_type_and_length_is_accepted(ueid: bytes) -> None:
+    assert parse(k256=ueid).ueid == ueid
+    assert parse(k257={"s": ueid}).sueids == {"s": ueid}
+
+
+@pytest.mark.parametrize(("ueid", "message"), [
+    (b"\x01" + b"\xaa" * 15, r"RAND UEID of 15 bytes .* requires 16 or 24 or 32"),
+    (b"\x01" + b"\xaa" * 20, r"RAND UEID of 20 bytes"),
+    (b"\x01" + b"\xaa" * 31, r"RAND UEID of 31 bytes"),
+    (b"\x02" + b"\xbb" * 15, r"IEEE EUI UEID of 15 bytes .* requires 6 or 8"),
+    (b"\x02" + b"\xbb" * 7, r"IEEE EUI UEID of 7 bytes"),
+    (b"\x03" + b"\x01" * 15, r"IMEI UEID of 15 bytes .* requires 14"),
+    (b"\x03" + b"\x01" * 13, r"IMEI UEID of 13 bytes"),
+    (b"\x03" + b"35209900176148", r"not all decimal digit values"),  # ASCII digits
+    (b"\x00" + b"\xaa" * 16, r"unknown UEID type 0x00"),
+    (b"\x00" + b"\xaa" * 32, r"unknown UEID type 0x00"),
+])
+def test_ueid_of_the_wrong_length_for_its_type_is_refused(ueid: bytes, message: str) -> None:
+    with pytest.raises(InvalidClaim, match=r"ueid \(256\) .*" + message):
+        parse(k256=ueid)
+    with pytest.raises(InvalidClaim, match=r"sueids \(257\) .*" + message):
+        parse(k257={"s": ueid})
+
+
 def test_sueids_map_of_ueids() -> None:
     assert parse(k257={"boot": UEID}).sueids == {"boot": UEID}
     with pytest.raises(InvalidClaim, match=r"sueids \(257\)"):
