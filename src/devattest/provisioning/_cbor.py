@@ -37,25 +37,6 @@ _EVIDENCE_TO_REASON: dict[type[errors.EvidenceError], str] = {
 #: Largest integer a CoRIM field may hold where devattest keeps or prints it (measurement
 #: keys, versions, SVNs, layers): an unsigned 64-bit value.
 MAX_UINT = 2**64 - 1
-#: Longest text shown from a hostile value in an error message.
-_SHOW_CHARS = 60
-
-
-def show(value: Any) -> str:
-    """A bounded, printable rendering of an untrusted decoded value for error messages.
-
-    ``repr`` of a bignum above Python's int-to-string limit raises ``ValueError``, and a
-    20 KB string would flood a log: integers wider than 64 bits are shown by their size,
-    everything else is cut at a few dozen characters.
-    """
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"<integer of {value.bit_length()} bits>"
-    if isinstance(value, dict | list | tuple | cbor2.CBORTag):
-        return f"<{type(value).__name__}>"
-    text = repr(value)
-    return text if len(text) <= _SHOW_CHARS else text[:_SHOW_CHARS] + "..."
-
-
 def decode(data: bytes, *, limits: DecodeLimits, what: str) -> Any:
     """Decode one CBOR item from ``data`` under ``limits``.
 

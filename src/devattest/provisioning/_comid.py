@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
 from devattest import errors
+from devattest.errors import shown as show
 from devattest.model import ComponentReference, KeyAnchor
-from devattest.provisioning._cbor import MAX_UINT, show
+from devattest.provisioning._cbor import MAX_UINT
 
 # CBOR tags (draft-ietf-rats-corim-11 section 12, cbor-tags.txt; RFC 9562 / RFC 9090).
 TAG_UUID = 37

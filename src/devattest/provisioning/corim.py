@@ -26,6 +26,7 @@ from typing import Any
 import cbor2
 
 from devattest import cose, errors
+from devattest.errors import shown as show
 from devattest.model import (
     DecodeLimits,
     ReferenceValues,
@@ -34,7 +35,7 @@ from devattest.model import (
     VerifyOptions,
 )
 from devattest.provisioning import _comid
-from devattest.provisioning._cbor import CORIM_LIMITS, decode, show
+from devattest.provisioning._cbor import CORIM_LIMITS, decode
 from devattest.provisioning._comid import Accumulator, ClassKey, Profile
 
 TAG_COSE_SIGN1 = 18
