@@ -8,7 +8,7 @@ import pytest
 
 from devattest import errors
 from devattest.model import Status, TrustAnchors, ar4si
-from devattest.policy import AcceptSha1EventLogs, AllOf
+from devattest.policy import AcceptSha1EventLogs, AllOf, AllowUnappraisedSoftware
 from devattest.policy._builtin import DefaultPolicy
 from devattest.schemes import SchemeRegistry
 from devattest.schemes.tpm import MEDIA_TYPE, PcrSelection, TpmQuoteScheme
@@ -41,12 +41,17 @@ def _quote(nonce: bytes, *, unlogged: bytes | None = None) -> tuple[bytes, objec
     return ev, dev.anchor
 
 
+#: No Reference Values in these tests: signature-only appraisal is allowed explicitly, so the
+#: SHA-1 finding, not "software not appraised" (issue 13 item 8), is what executables shows.
+SIGNATURE_ONLY = AllOf([AllowUnappraisedSoftware(), DefaultPolicy()])
+
+
 def test_swtpm_sha1_bank_quote_with_tcg12_log_is_appraised_as_weak() -> None:
     nonce = b"\x5a" * 32
     ev, anchor = _quote(nonce)
     res = verify_strict(ev, media_type=MEDIA_TYPE, expected_nonce=nonce,
                         trust_anchors=TrustAnchors.of(keys=[anchor]),  # type: ignore[list-item]
-                        reference_values=None, policy=DefaultPolicy(), now=NOW,
+                        reference_values=None, policy=SIGNATURE_ONLY, now=NOW,
                         registry=REGISTRY)
     sub = res.submods["tpm"]
     assert sub.trust_vector.instance_identity == ar4si.TRUSTWORTHY_INSTANCE
@@ -55,13 +60,15 @@ def test_swtpm_sha1_bank_quote_with_tcg12_log_is_appraised_as_weak() -> None:
     assert res.status is not Status.AFFIRMING
     claims = sub.annotated_evidence["claims"]
     assert claims["eventLog"] == "tcg-sha1" and claims["pcrSelection"].startswith("sha1:")
-    # An Appraisal Policy that accepts SHA-1 explicitly lifts exactly that warning.
+    # Accepting SHA-1 does not affirm software nothing was compared with (no Reference
+    # Values here): executables stays "unrecognized", and the EAR names the SHA-1 log.
     accepted = verify(ev, media_type=MEDIA_TYPE, expected_nonce=nonce,
                       trust_anchors=TrustAnchors.of(keys=[anchor]),  # type: ignore[list-item]
                       reference_values=None,
                       policy=AllOf([AcceptSha1EventLogs(), DefaultPolicy()]), now=NOW,
                       registry=REGISTRY).submods["tpm"]
-    assert accepted.trust_vector.executables is None
+    assert accepted.trust_vector.executables == ar4si.UNRECOGNIZED_RUNTIME
+    assert "tpm_sha1_event_log" in [code for code, _ in accepted.reasons]
 
 
 def test_swtpm_sha1_quote_with_an_unlogged_extend_is_contraindicated() -> None:
@@ -70,5 +77,5 @@ def test_swtpm_sha1_quote_with_an_unlogged_extend_is_contraindicated() -> None:
     with pytest.raises(errors.EventLogMismatch, match="sha1:4"):
         verify_strict(ev, media_type=MEDIA_TYPE, expected_nonce=nonce,
                       trust_anchors=TrustAnchors.of(keys=[anchor]),  # type: ignore[list-item]
-                      reference_values=None, policy=DefaultPolicy(), now=NOW,
+                      reference_values=None, policy=SIGNATURE_ONLY, now=NOW,
                       registry=REGISTRY)

@@ -33,7 +33,8 @@ def _files(tmp_path: Path) -> tuple[Path, Path, str]:
 def test_bare_metal_sha1_log_over_64_kib_is_appraised_from_the_cli(tmp_path: Path) -> None:
     ev, key, nonce = _files(tmp_path)
     r = runner.invoke(app, ["verify", str(ev), "--nonce", nonce, "--key", str(key), "--json",
-                            "--media-type", "application/vnd.devattest.tpm-quote+cbor"])
+                            "--media-type", "application/vnd.devattest.tpm-quote+cbor",
+                            "--allow-unappraised-software"])
     claims = json.loads(r.output)
     tv = claims["submods"]["tpm"]["ear_trustworthiness_vector"]
     assert tv["instance-identity"] == 2 and tv["executables"] == 32, claims
@@ -44,7 +45,8 @@ def test_max_eventlog_size_refuses_a_larger_log_naming_the_limit(tmp_path: Path)
     ev, key, nonce = _files(tmp_path)
     r = runner.invoke(app, ["verify", str(ev), "--nonce", nonce, "--key", str(key), "--json",
                             "--max-eventlog-size", "65536",
-                            "--media-type", "application/vnd.devattest.tpm-quote+cbor"])
+                            "--media-type", "application/vnd.devattest.tpm-quote+cbor",
+                            "--allow-unappraised-software"])
     assert r.exit_code == 2, r.output
     # 65536 of log + 65536 for the rest of the Evidence: 131072.
     assert "the limit is 131072" in r.output, r.output

@@ -9,6 +9,7 @@ import pytest
 
 from devattest import errors
 from devattest.model import DEFAULT_LIMITS, DEFAULT_OPTIONS, Status, TrustAnchors, ar4si
+from devattest.policy import AllOf, AllowUnappraisedSoftware
 from devattest.policy._builtin import DefaultPolicy
 from devattest.schemes import SchemeRegistry
 from devattest.schemes.tpm import MEDIA_TYPE, PcrSelection, TpmQuoteScheme
@@ -25,12 +26,17 @@ SCHEME = TpmQuoteScheme()
 REG = SchemeRegistry([SCHEME])
 
 
+#: No Reference Values here: signature-only appraisal is allowed explicitly, so that the
+#: SHA-1 finding, not "software not appraised" (issue 13 item 8), is what executables shows.
+SIGNATURE_ONLY = AllOf([AllowUnappraisedSoftware(), DefaultPolicy()])
+
+
 def appraise(ev: bytes, nonce: bytes, anchor: object, registry: SchemeRegistry = REG,
              strict: bool = True) -> object:
     fn = verify_strict if strict else verify
     return fn(ev, media_type=MEDIA_TYPE, expected_nonce=nonce,
               trust_anchors=TrustAnchors.of(keys=[anchor]),  # type: ignore[list-item]
-              reference_values=None, policy=DefaultPolicy(), now=0, registry=registry)
+              reference_values=None, policy=SIGNATURE_ONLY, now=0, registry=registry)
 
 
 def _sub(result: object) -> object:
@@ -190,15 +196,17 @@ def _appraise_with(policy: object, refs: object = None) -> object:
 def test_sha1_is_a_warning_unless_the_appraisal_policy_explicitly_accepts_it():
     from devattest.policy import AcceptSha1EventLogs, AllOf, policy_from_spec
 
-    weak = _sub(_appraise_with(DefaultPolicy()))
+    weak = _sub(_appraise_with(SIGNATURE_ONLY))
     assert weak.trust_vector.executables == ar4si.UNSAFE_RUNTIME
     for policy in (AllOf([AcceptSha1EventLogs(), DefaultPolicy()]),
                    policy_from_spec({"all_of": [{"accept_sha1_event_logs": True},
                                                 {"default": True}]})):
         sub = _sub(_appraise_with(policy))
-        # Accepted: the SHA-1 warning no longer lowers executables (no Reference Values
-        # here, so it makes no claim), and the EAR still says why, and which policy.
-        assert sub.trust_vector.executables is None
+        # Accepting SHA-1 does not affirm software that nothing was compared with (no
+        # Reference Values here): executables stays "unrecognized" (issue 13 item 8), and
+        # the EAR still names the SHA-1 log and the policy that accepts it. With Reference
+        # Values that match, the policy restores "approved" (the test below).
+        assert sub.trust_vector.executables == ar4si.UNRECOGNIZED_RUNTIME
         assert "tpm_sha1_event_log" in [code for code, _ in sub.reasons]
         assert AcceptSha1EventLogs.policy_id in sub.appraisal_policy_ids
 

@@ -32,8 +32,10 @@ def test_ueid_of_a_reserved_or_unknown_type_is_an_invalid_claim(ueid_type: int) 
 
 @pytest.mark.parametrize("ueid_type", [0x01, 0x02, 0x03])
 def test_ueid_of_a_defined_type_is_accepted(ueid_type: int) -> None:
-    size = {0x01: 16, 0x02: 6, 0x03: 14}[ueid_type]
-    assert "invalid_claim" not in [c for c, _ in _codes(bytes([ueid_type]) + b"\x5a" * size)]
+    # RFC 9711 section 4.2.1: RAND 16 bytes, EUI-48 6 bytes, IMEI 14 decimal digit values.
+    body = {0x01: b"\x5a" * 16, 0x02: b"\x5a" * 6, 0x03: bytes([3, 5, 2, 0, 9, 9, 0, 0,
+                                                                1, 2, 3, 4, 5, 6])}[ueid_type]
+    assert "invalid_claim" not in [c for c, _ in _codes(bytes([ueid_type]) + body)]
 
 
 @pytest.mark.parametrize("ueid_type", [0x00, 0x02])
