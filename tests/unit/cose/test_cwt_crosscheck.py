@@ -25,7 +25,7 @@ from devattest.cose import (
 from devattest.errors import SignatureInvalid
 from devattest.model import DEFAULT_LIMITS, DEFAULT_OPTIONS
 
-# cwt is a dev-only cross-check (extra "crosscheck"); it pins cbor2<6.
+# cwt (a dev-only cross-check) pins cbor2<6: on a cbor2 6 install this module is skipped.
 cwt = pytest.importorskip("cwt")
 COSEKey = cwt.COSEKey
 
