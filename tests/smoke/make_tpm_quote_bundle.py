@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 import yaml
-
 from cryptography.hazmat.primitives import serialization
 
 from devattest.provisioning import dump_reference_values
