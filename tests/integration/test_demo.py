@@ -30,3 +30,38 @@ def test_demo_walkthrough_catches_every_adversary(tmp_path: Path) -> None:
     table = out.split("3. adversaries")[1].split("fleet lifecycle")[0]
     assert "│   NO   │" not in table
     assert "every adversary caught" in out
+
+
+# A plain install (no [hardware] extra): importing tpm2-pytss or python-pkcs11 fails, as it
+# does in a venv without them (sys.modules[name] = None makes ``import name`` raise
+# ImportError through the real import path of the backends).
+_WITHOUT_HARDWARE_EXTRA = """
+import sys
+for name in ("tpm2_pytss", "pkcs11"):
+    sys.modules[name] = None
+from devattest.cli.main import app
+app(sys.argv[1:])
+"""
+
+
+def test_demo_without_hardware_extra_says_what_it_skipped_instead_of_a_traceback(
+        tmp_path: Path) -> None:
+    env = {**os.environ, "COLUMNS": "250"}
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_HARDWARE_EXTRA, "demo",
+                           "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, env=env, check=False)
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out
+    assert proc.returncode == 0, out
+    skipped = [line for line in out.splitlines() if line.startswith("demo: skipping")]
+    expected = []
+    if shutil.which("swtpm"):
+        expected.append("tpm2-pytss")
+    if shutil.which("softhsm2-util"):
+        expected.append("python-pkcs11")
+    if expected:
+        assert skipped == [
+            "demo: skipping the TPM 2.0 and PKCS#11 secure elements: "
+            f"{' and '.join(expected)} not installed (pip install 'devattest[hardware]'); "
+            "using the test-only unsafe_software key"]
+    assert "every adversary caught" in proc.stdout

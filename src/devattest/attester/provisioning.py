@@ -5,7 +5,11 @@ ownership, revoke.
 State on disk is one directory per CA::
 
     <ca-dir>/
-      key.pem     the CA's private key, PKCS#8 PEM, mode 0600 (keep a root's offline)
+      key.pem     the CA's private key, PKCS#8 PEM encrypted with a passphrase, mode 0600
+                  (keep a root's offline); unencrypted only when created with
+                  ``unsafe_plaintext=True``
+      key.pkcs11.json  instead of key.pem when the key lives in a PKCS#11 token: the module,
+                  token label and key label (never the PIN)
       cert.pem    the CA's certificate
       chain.pem   the certificates above it, nearest first, up to the root (empty for a root)
       crl.pem     its current CRL (re-signed on every revocation, see refresh_crl)
@@ -22,6 +26,8 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -42,6 +48,8 @@ from devattest.model import DEFAULT_LIMITS, DEFAULT_OPTIONS, AttestationResult, 
 from devattest.model.anchors import KeyAnchor, TrustAnchors
 from devattest.schemes.tpm.scheme import MEDIA_TYPE as TPM_QUOTE_MEDIA_TYPE
 from devattest.schemes.tpm.scheme import TpmQuoteScheme
+
+_log = logging.getLogger(__name__)
 
 #: How old an Attestation Result may be when it is presented for onboarding.
 DEFAULT_MAX_RESULT_AGE = dt.timedelta(minutes=15)
@@ -77,19 +85,60 @@ class CaDirectory:
     def serial_path(self) -> Path:
         return self.path / "serial"
 
-    @classmethod
-    def create(cls, path: str | os.PathLike[str], ca: pki.CertificateAuthority, *,
-               now: dt.datetime, password: bytes | None = None) -> CaDirectory:
-        """Write a new CA directory with an empty CRL.
+    @property
+    def pkcs11_path(self) -> Path:
+        return self.path / "key.pkcs11.json"
+
+    @property
+    def key_in_token(self) -> Pkcs11CaKeyRef | None:
+        """Where the CA key lives when it is in a PKCS#11 token (else ``None``).
 
         Raises:
-            ProvisioningError: if ``path`` already holds a CA.
+            ProvisioningError: if the reference file is unreadable.
+        """
+        if not self.pkcs11_path.exists():
+            return None
+        try:
+            doc = json.loads(self.pkcs11_path.read_text())
+            return Pkcs11CaKeyRef(module=str(doc["module"]), token_label=str(doc["token_label"]),
+                                  key_label=str(doc["key_label"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ProvisioningError(f"{self.pkcs11_path}: not a PKCS#11 key reference: "
+                                    f"{exc}") from exc
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], ca: pki.CertificateAuthority, *,
+               now: dt.datetime, password: bytes | None = None,
+               pkcs11: Pkcs11CaKeyRef | None = None, unsafe_plaintext: bool = False
+               ) -> CaDirectory:
+        """Write a new CA directory with an empty CRL.
+
+        The key is kept in one of three ways: encrypted under ``password`` (PKCS#8,
+        best available encryption); in the PKCS#11 token ``pkcs11`` names (``ca``'s key is
+        then a :class:`~devattest.attester.backends.pkcs11.TokenCaKey` and only the reference
+        is written); or, with ``unsafe_plaintext`` alone, unencrypted.
+
+        Raises:
+            ProvisioningError: if ``path`` already holds a CA, or no way to keep the key is
+                chosen (an unencrypted key needs ``unsafe_plaintext``).
         """
         directory = cls(Path(path))
+        _check_key_protection(password=password, pkcs11=pkcs11, unsafe_plaintext=unsafe_plaintext)
         directory.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if directory.key_path.exists() or directory.cert_path.exists():
+        if directory.key_path.exists() or directory.cert_path.exists() or \
+                directory.pkcs11_path.exists():
             raise ProvisioningError(f"{directory.path} already holds a CA")
-        pki.save_private_key(directory.key_path, ca.private_key, password)
+        if pkcs11 is not None:
+            fd = os.open(directory.pkcs11_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"module": pkcs11.module, "token_label": pkcs11.token_label,
+                           "key_label": pkcs11.key_label}, fh, indent=2)
+                fh.write("\n")
+        else:
+            if password is None:
+                _log.warning("writing the CA key of %s UNENCRYPTED (unsafe_plaintext)",
+                             directory.path)
+            pki.save_private_key(directory.key_path, ca.private_key, password)
         pki.save_certificates(directory.cert_path, [ca.certificate])
         pki.save_certificates(directory.chain_path, ca.chain)
         pki.save_crl(directory.crl_path, pki.issue_crl(ca, revoked=(), now=now, crl_number=1))
@@ -100,18 +149,34 @@ class CaDirectory:
     def load(self, password: bytes | None = None) -> pki.CertificateAuthority:
         """The CA (certificate, key, chain).
 
+        Args:
+            password: The key's passphrase (an encrypted key.pem) or the token's user PIN (a
+                key in a PKCS#11 token).
+
         Raises:
-            ProvisioningError: if files are missing or the key does not match the certificate.
+            ProvisioningError: if files are missing, the key is encrypted and no passphrase
+                was given or a wrong one, or the key does not match the certificate.
+            ConfigurationError: if the PKCS#11 module, token or key is not found.
+            SecureElementError: on a wrong PIN or a token failure.
         """
+        token = self.key_in_token
         try:
-            key = pki.load_private_key(self.key_path, password)
+            key: ec.EllipticCurvePrivateKey
+            if token is not None:
+                key = _open_token_key(token, password, create=False)
+            else:
+                key = pki.load_private_key(self.key_path, password)
             cert = pki.load_certificate(self.cert_path)
             chain = (pki.load_certificates(self.chain_path) if self.chain_path.exists()
                      and self.chain_path.stat().st_size else ())
+        except TypeError as exc:  # cryptography: encrypted and no password, or the reverse
+            needed = "needs its passphrase" if password is None else "is not encrypted"
+            raise ProvisioningError(f"{self.path}: the CA key {needed} ({exc})") from exc
         except (OSError, ValueError, IndexError) as exc:
-            raise ProvisioningError(f"{self.path}: not a readable CA directory: {exc}") from exc
+            raise ProvisioningError(f"{self.path}: not a readable CA directory (or a wrong "
+                                    f"passphrase): {exc}") from exc
         if key.public_key() != cert.public_key():
-            raise ProvisioningError(f"{self.path}: key.pem does not match cert.pem")
+            raise ProvisioningError(f"{self.path}: the CA key does not match cert.pem")
         return pki.CertificateAuthority(certificate=cert, private_key=key, chain=chain)
 
     def certificate(self) -> x509.Certificate:
@@ -172,28 +237,104 @@ class CaDirectory:
         return crl
 
 
+@dataclass(frozen=True, slots=True)
+class Pkcs11CaKeyRef:
+    """Where a CA key lives in a PKCS#11 token (the PIN is never stored)."""
+
+    module: str
+    token_label: str
+    key_label: str
+
+
+def _check_key_protection(*, password: bytes | None, pkcs11: Pkcs11CaKeyRef | None,
+                          unsafe_plaintext: bool) -> None:
+    chosen = sum((password is not None, pkcs11 is not None, unsafe_plaintext))
+    if chosen == 0:
+        raise ProvisioningError("refusing to write a CA key unencrypted: give a passphrase or "
+                                "a PKCS#11 token (or, for tests only, unsafe_plaintext)")
+    if pkcs11 is not None and unsafe_plaintext:
+        raise ProvisioningError("a CA key in a PKCS#11 token is not a plaintext file")
+    if password is not None and unsafe_plaintext:
+        raise ProvisioningError("give a passphrase or unsafe_plaintext, not both")
+    if password is not None and pkcs11 is None and len(password) < 8:
+        raise ProvisioningError("a CA key passphrase must be at least 8 bytes long")
+
+
+def _open_token_key(ref: Pkcs11CaKeyRef, pin: bytes | None, *, create: bool
+                    ) -> ec.EllipticCurvePrivateKey:
+    if pin is None:
+        raise ProvisioningError(f"the CA key is in PKCS#11 token {ref.token_label!r}: give "
+                                "its user PIN")
+    try:
+        from devattest.attester.backends.pkcs11 import TokenCaKey
+    except ImportError as exc:
+        raise ProvisioningError("a CA key in a PKCS#11 token needs python-pkcs11 (pip install "
+                                "'devattest[hardware]')") from exc
+    return TokenCaKey.open(module=ref.module, token_label=ref.token_label,
+                           key_label=ref.key_label, pin=pin.decode(), create=create)
+
+
 def init_manufacturer_ca(root_dir: str | os.PathLike[str], issuing_dir: str | os.PathLike[str],
                          organization: str, *, now: dt.datetime,
-                         password: bytes | None = None) -> tuple[CaDirectory, CaDirectory]:
+                         password: bytes | None = None, pkcs11: Pkcs11CaKeyRef | None = None,
+                         unsafe_plaintext: bool = False) -> tuple[CaDirectory, CaDirectory]:
     """Create a manufacturer's offline root and its issuing intermediate.
 
+    Args:
+        root_dir: The root CA's directory (keep it offline).
+        issuing_dir: The issuing CA's directory (the factory line).
+        organization: The manufacturer's name.
+        now: Issuance time.
+        password: Encrypt both keys under this passphrase; with ``pkcs11``, the token's user
+            PIN instead.
+        pkcs11: Generate both keys in this token, labelled ``<key_label>-root`` and
+            ``<key_label>-issuing`` (P-256, non-extractable).
+        unsafe_plaintext: Write both keys unencrypted (tests only).
+
     Raises:
-        ProvisioningError: if either directory already holds a CA.
+        ProvisioningError: if either directory already holds a CA, or no key protection is
+            chosen.
+        SecureElementError: if the token already holds a key with either label.
     """
+    _check_key_protection(password=password, pkcs11=pkcs11, unsafe_plaintext=unsafe_plaintext)
+    for d in (root_dir, issuing_dir):
+        if CaDirectory(Path(d)).cert_path.exists():
+            raise ProvisioningError(f"{d} already holds a CA")
+    if pkcs11 is not None:
+        refs = [Pkcs11CaKeyRef(pkcs11.module, pkcs11.token_label, f"{pkcs11.key_label}-{x}")
+                for x in ("root", "issuing")]
+        keys = [_open_token_key(r, password, create=True) for r in refs]
+        m = pki.create_manufacturer_pki(organization, now=now, root_key=keys[0],
+                                        issuing_key=keys[1])
+        return (CaDirectory.create(root_dir, m.root, now=now, pkcs11=refs[0]),
+                CaDirectory.create(issuing_dir, m.issuing, now=now, pkcs11=refs[1]))
     m = pki.create_manufacturer_pki(organization, now=now)
-    return (CaDirectory.create(root_dir, m.root, now=now, password=password),
-            CaDirectory.create(issuing_dir, m.issuing, now=now, password=password))
+    return (CaDirectory.create(root_dir, m.root, now=now, password=password,
+                               unsafe_plaintext=unsafe_plaintext),
+            CaDirectory.create(issuing_dir, m.issuing, now=now, password=password,
+                               unsafe_plaintext=unsafe_plaintext))
 
 
 def init_owner_ca(directory: str | os.PathLike[str], organization: str, *, now: dt.datetime,
-                  password: bytes | None = None) -> CaDirectory:
-    """Create an owner CA.
+                  password: bytes | None = None, pkcs11: Pkcs11CaKeyRef | None = None,
+                  unsafe_plaintext: bool = False) -> CaDirectory:
+    """Create an owner CA (key protection as for :func:`init_manufacturer_ca`; in a token
+    the key is labelled ``key_label`` itself).
 
     Raises:
-        ProvisioningError: if the directory already holds a CA.
+        ProvisioningError: if the directory already holds a CA, or no key protection is
+            chosen.
+        SecureElementError: if the token already holds a key with that label.
     """
+    _check_key_protection(password=password, pkcs11=pkcs11, unsafe_plaintext=unsafe_plaintext)
+    if CaDirectory(Path(directory)).cert_path.exists():
+        raise ProvisioningError(f"{directory} already holds a CA")
+    if pkcs11 is not None:
+        key = _open_token_key(pkcs11, password, create=True)
+        return CaDirectory.create(directory, pki.create_owner_ca(organization, now=now, key=key),
+                                  now=now, pkcs11=pkcs11)
     return CaDirectory.create(directory, pki.create_owner_ca(organization, now=now), now=now,
-                              password=password)
+                              password=password, unsafe_plaintext=unsafe_plaintext)
 
 
 def _ca_and_serial(ca: CaDirectory | pki.CertificateAuthority, password: bytes | None

@@ -52,8 +52,9 @@ class _Outcome:
 
 def _secure_element(workdir: Path, stack: contextlib.ExitStack) -> tuple[Any, str]:
     """The walkthrough's secure element: a TPM 2.0 (a private swtpm, the same code that drives
-    /dev/tpmrm0) when swtpm is installed, else a SoftHSM2 token, else the loud test-only
-    software key. (The fleet part uses SoftHSM2, which must be first initialised there.)"""
+    /dev/tpmrm0) when swtpm and tpm2-pytss are installed, else a SoftHSM2 token when SoftHSM2
+    and python-pkcs11 are, else the loud test-only software key, saying in one line what was
+    skipped. (The fleet part uses SoftHSM2, which must be first initialised there.)"""
     from devattest.attester.backends import open_secure_element
     from devattest.attester.backends.simulated import (
         SoftHsm,
@@ -62,22 +63,37 @@ def _secure_element(workdir: Path, stack: contextlib.ExitStack) -> tuple[Any, st
         swtpm_available,
     )
 
+    missing: list[str] = []
     if swtpm_available():
-        tpm = stack.enter_context(Swtpm(workdir / "swtpm"))
-        from devattest.attester.backends.tpm2 import Tpm2Config, Tpm2Key
-
-        return (Tpm2Key.provision(Tpm2Config(tcti=tpm.tcti)),
-                "TPM 2.0 (private swtpm via tpm2-pytss; fixedTPM, non-exportable)")
+        try:
+            from devattest.attester.backends.tpm2 import Tpm2Config, Tpm2Key
+        except ImportError:
+            missing.append("tpm2-pytss")
+        else:
+            tpm = stack.enter_context(Swtpm(workdir / "swtpm"))
+            return (Tpm2Key.provision(Tpm2Config(tcti=tpm.tcti)),
+                    "TPM 2.0 (private swtpm via tpm2-pytss; fixedTPM, non-exportable)")
     if softhsm_available():
-        hsm = SoftHsm(workdir / "softhsm")
-        os.environ["SOFTHSM2_CONF"] = str(hsm.conf)
-        token = hsm.init_token("demo-device", pin="4711")
-        se = open_secure_element({"backend": "pkcs11", "module": token.module,
-                                  "token_label": token.label, "pin": token.pin,
-                                  "key_label": "attestation"})
-        return se, "SoftHSM2 token via PKCS#11 (CKA_SENSITIVE, not extractable)"
+        try:
+            import devattest.attester.backends.pkcs11  # noqa: F401
+        except ImportError:
+            missing.append("python-pkcs11")
+        else:
+            hsm = SoftHsm(workdir / "softhsm")
+            os.environ["SOFTHSM2_CONF"] = str(hsm.conf)
+            token = hsm.init_token("demo-device", pin="4711")
+            se = open_secure_element({"backend": "pkcs11", "module": token.module,
+                                      "token_label": token.label, "pin": token.pin,
+                                      "key_label": "attestation"})
+            return se, "SoftHSM2 token via PKCS#11 (CKA_SENSITIVE, not extractable)"
     from devattest.attester.backends.unsafe_software import UnsafeSoftwareKey
 
+    if missing:
+        console.print(f"demo: skipping the TPM 2.0 and PKCS#11 secure elements: "
+                      f"{' and '.join(missing)} not installed (pip install "
+                      "'devattest[hardware]'); using the test-only unsafe_software key",
+                      highlight=False, soft_wrap=True, markup=False)
+        return UnsafeSoftwareKey.generate(), "unsafe_software (devattest[hardware] not installed!)"
     return UnsafeSoftwareKey.generate(), "unsafe_software (no swtpm or SoftHSM2 installed!)"
 
 

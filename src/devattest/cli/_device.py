@@ -19,7 +19,15 @@ from cryptography import x509
 
 from devattest.cli._attester import load_chain_der, load_device_state, opened_secure_element
 from devattest.cli._common import parse_hex, parse_now, read_bytes
-from devattest.cli._pki import load_ca_anchors, parse_reason
+from devattest.cli._pki import (
+    PassphraseEnvOption,
+    PassphraseFileOption,
+    PinEnvOption,
+    PinFileOption,
+    ca_secret,
+    load_ca_anchors,
+    parse_reason,
+)
 from devattest.cli.main import console, handle_errors
 from devattest.errors import ConfigurationError, OnboardingRefused
 
@@ -58,6 +66,10 @@ def provision_command(
         "--ueid", help="Device UEID, hex (default: the PSA Instance ID of its key).")] = None,
     days: Annotated[int, typer.Option("--days", help="Certificate validity in days.")] = 7300,
     now: NowOption = None,
+    key_passphrase_file: PassphraseFileOption = None,
+    key_passphrase_env: PassphraseEnvOption = None,
+    pin_file: PinFileOption = None,
+    pin_env: PinEnvOption = None,
 ) -> None:
     """Factory line: generate the attestation key inside the secure element, have it sign a CSR
     (proof of possession), and issue its attestation-key certificate."""
@@ -77,7 +89,9 @@ def provision_command(
         device_ueid = parse_hex(ueid, what="--ueid") if ueid else instance_id_of(element)
         chain = provision_device(element, manufacturer_ca=CaDirectory(ca), now=parse_now(now),
                                  serial=serial, ueid=device_ueid, fw_measurements=measurements,
-                                 tcb_info=tcb_info, days=days)
+                                 tcb_info=tcb_info, days=days, password=ca_secret(
+                                     key_passphrase_file, key_passphrase_env, pin_file,
+                                     pin_env))
         props = element.properties
     out.mkdir(parents=True, exist_ok=True)
     pki.save_certificates(out / "cert.pem", chain[:1])
@@ -146,6 +160,10 @@ def onboard_command(
     manufacturer_ca: ManufacturerCaOption = None,
     crl: CrlOption = None,
     now: NowOption = None,
+    key_passphrase_file: PassphraseFileOption = None,
+    key_passphrase_env: PassphraseEnvOption = None,
+    pin_file: PinFileOption = None,
+    pin_env: PinEnvOption = None,
 ) -> None:
     """Onboard a device to an owner: issue an owner certificate for its secure-element key, only
     after a successful attestation (a fresh, affirming, signed EAR about this device)."""
@@ -153,7 +171,8 @@ def onboard_command(
 
     inputs = _attested_inputs(chain, evidence, result, verifier_key, anchors, manufacturer_ca,
                               crl, now)
-    cred = issue_owner_certificate(CaDirectory(owner_ca), owner_epoch=1, **inputs)
+    cred = issue_owner_certificate(CaDirectory(owner_ca), owner_epoch=1, password=ca_secret(
+        key_passphrase_file, key_passphrase_env, pin_file, pin_env), **inputs)
     _write_owner_cert(out, cred.certificate, cred.owner_epoch)
 
 
@@ -175,6 +194,20 @@ def transfer_command(
     manufacturer_ca: ManufacturerCaOption = None,
     crl: CrlOption = None,
     now: NowOption = None,
+    key_passphrase_file: PassphraseFileOption = None,
+    key_passphrase_env: PassphraseEnvOption = None,
+    pin_file: PinFileOption = None,
+    pin_env: PinEnvOption = None,
+    from_key_passphrase_file: Annotated[Path | None, typer.Option(
+        "--from-key-passphrase-file", help="The current owner CA key's passphrase file.")
+    ] = None,
+    from_key_passphrase_env: Annotated[str | None, typer.Option(
+        "--from-key-passphrase-env", help="NAME of a variable holding that passphrase.")
+    ] = None,
+    from_pin_file: Annotated[Path | None, typer.Option(
+        "--from-pin-file", help="The current owner CA token's PIN file.")] = None,
+    from_pin_env: Annotated[str | None, typer.Option(
+        "--from-pin-env", help="NAME of a variable holding that PIN.")] = None,
 ) -> None:
     """Transfer a device to a new owner (after a successful attestation): issue the new owner's
     certificate with the next owner epoch, and revoke the previous owner's on its CRL."""
@@ -186,7 +219,12 @@ def transfer_command(
     previous = CaDirectory(from_owner_ca)
     moved = transfer_ownership(previous_owner_ca=previous,
                                previous_certificate=load_certificate(owner_cert),
-                               new_owner_ca=CaDirectory(to_owner_ca), **inputs)
+                               new_owner_ca=CaDirectory(to_owner_ca),
+                               new_password=ca_secret(key_passphrase_file, key_passphrase_env,
+                                                      pin_file, pin_env),
+                               previous_password=ca_secret(
+                                   from_key_passphrase_file, from_key_passphrase_env,
+                                   from_pin_file, from_pin_env), **inputs)
     _write_owner_cert(out, moved.credential.certificate, moved.credential.owner_epoch)
     console.print(f"revoked the previous owner certificate on {previous.crl_path} "
                   f"({len(moved.previous_owner_crl)} entries)")
@@ -202,6 +240,10 @@ def revoke_command(
     reason: Annotated[str | None, typer.Option(
         "--reason", help="CRLReason (default key_compromise).")] = "key_compromise",
     now: NowOption = None,
+    key_passphrase_file: PassphraseFileOption = None,
+    key_passphrase_env: PassphraseEnvOption = None,
+    pin_file: PinFileOption = None,
+    pin_env: PinEnvOption = None,
 ) -> None:
     """Revoke a device: put its certificate on the issuing CA's CRL. Verifiers that load the
     new CRL reject its Evidence from then on."""
@@ -213,7 +255,8 @@ def revoke_command(
     if device_serial is None and ueid is None:
         raise ConfigurationError(f"{cert}: not a device certificate (no serial or UEID)")
     directory = CaDirectory(ca)
-    crl = revoke(directory, leaf, now=parse_now(now), reason=parse_reason(reason))
+    crl = revoke(directory, leaf, now=parse_now(now), reason=parse_reason(reason),
+                 password=ca_secret(key_passphrase_file, key_passphrase_env, pin_file, pin_env))
     console.print(f"revoked device {device_serial or (ueid.hex() if ueid else '')} "
                   f"(certificate serial {leaf.serial_number:x}); {directory.crl_path} now "
                   f"lists {len(crl)} certificate(s)")

@@ -2,8 +2,10 @@
 
 CA state lives in directories (see :mod:`devattest.attester.provisioning`)::
 
-    devattest pki init-manufacturer acme-pki --org "Acme Devices"  # root/, issuing/
-    devattest pki init-owner owner-a --org "Fleet A"
+    devattest pki init-manufacturer acme-pki --org "Acme Devices" \
+        --key-passphrase-file /run/secrets/acme-ca      # root/, issuing/ (keys encrypted)
+    devattest pki init-owner owner-a --org "Fleet A" --pkcs11-module /usr/lib/softhsm/...so \
+        --token-label fleet-a --key-label owner-ca --pin-env FLEET_A_PIN   # key in a token
     devattest pki revoke acme-pki/issuing --cert device/cert.pem
     devattest pki crl acme-pki/issuing [--reissue] [--pem]
     devattest pki show device/cert.pem
@@ -13,6 +15,7 @@ Keep a manufacturer root directory offline: only the issuing CA is needed on the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +38,105 @@ REASONS = {r.name: r for r in x509.ReasonFlags
 
 NowOption = Annotated[str | None, typer.Option(
     "--now", help="Act as of this time (ISO 8601 or POSIX seconds; default: the clock).")]
+
+# How a CA key is kept: the secrets come from a file or an environment variable, never from an
+# argument value (which other users can read in the process list and shell history).
+PassphraseFileOption = Annotated[Path | None, typer.Option(
+    "--key-passphrase-file", help="File holding the CA key's passphrase (first line).")]
+PassphraseEnvOption = Annotated[str | None, typer.Option(
+    "--key-passphrase-env", help="NAME of an environment variable holding the CA key's "
+    "passphrase.")]
+PinFileOption = Annotated[Path | None, typer.Option(
+    "--pin-file", help="File holding the PKCS#11 token's user PIN (first line).")]
+PinEnvOption = Annotated[str | None, typer.Option(
+    "--pin-env", help="NAME of an environment variable holding the token's user PIN.")]
+Pkcs11ModuleOption = Annotated[str | None, typer.Option(
+    "--pkcs11-module", help="Keep the CA key in a PKCS#11 token: the module (.so).")]
+TokenLabelOption = Annotated[str | None, typer.Option(
+    "--token-label", help="The PKCS#11 token's label.")]
+KeyLabelOption = Annotated[str, typer.Option(
+    "--key-label", help="The CA key's label on the token (init-manufacturer adds -root and "
+    "-issuing).")]
+UnsafePlaintextOption = Annotated[bool, typer.Option(
+    "--unsafe-plaintext-key", help="UNSAFE, tests only: write the CA key unencrypted.")]
+
+
+def read_secret(file: Path | None, env: str | None, *, what: str, option: str
+                ) -> bytes | None:
+    """A secret from ``--<option>-file`` (its first line) or ``--<option>-env`` (a variable's
+    NAME), or ``None`` when neither is given.
+
+    Raises:
+        ConfigurationError: if both are given, the variable is unset, or the secret is empty.
+    """
+    if file is not None and env is not None:
+        raise ConfigurationError(f"give one of --{option}-file or --{option}-env")
+    if file is not None:
+        lines = file.read_bytes().splitlines()
+        value = lines[0] if lines else b""
+        source = str(file)
+    elif env is not None:
+        if env not in os.environ:
+            raise ConfigurationError(f"--{option}-env: the environment variable {env} is not "
+                                     "set")
+        value = os.environ[env].encode()
+        source = f"${env}"
+    else:
+        return None
+    if not value:
+        raise ConfigurationError(f"the {what} in {source} is empty")
+    return value
+
+
+def ca_secret(passphrase_file: Path | None, passphrase_env: str | None,
+              pin_file: Path | None, pin_env: str | None) -> bytes | None:
+    """What unlocks an existing CA's key: its passphrase, or its token's PIN.
+
+    Raises:
+        ConfigurationError: if both a passphrase and a PIN are given.
+    """
+    passphrase = read_secret(passphrase_file, passphrase_env, what="passphrase",
+                             option="key-passphrase")
+    pin = read_secret(pin_file, pin_env, what="PIN", option="pin")
+    if passphrase is not None and pin is not None:
+        raise ConfigurationError("give a CA key passphrase or a token PIN, not both")
+    return passphrase if passphrase is not None else pin
+
+
+def _key_protection(*, passphrase_file: Path | None, passphrase_env: str | None,
+                    pkcs11_module: str | None, token_label: str | None, key_label: str,
+                    pin_file: Path | None, pin_env: str | None, unsafe_plaintext: bool
+                    ) -> dict[str, Any]:
+    """The ``password``/``pkcs11``/``unsafe_plaintext`` arguments of ``init_*_ca``.
+
+    Raises:
+        ConfigurationError: if not exactly one way of keeping the key is chosen, or its
+            inputs are incomplete.
+    """
+    from devattest.attester.provisioning import Pkcs11CaKeyRef
+
+    passphrase = read_secret(passphrase_file, passphrase_env, what="passphrase",
+                             option="key-passphrase")
+    pin = read_secret(pin_file, pin_env, what="PIN", option="pin")
+    ways = [w for w, on in (("--key-passphrase-file/-env", passphrase is not None),
+                            ("--pkcs11-module", pkcs11_module is not None),
+                            ("--unsafe-plaintext-key", unsafe_plaintext)) if on]
+    if not ways:
+        raise ConfigurationError(
+            "choose how to keep the CA key: --key-passphrase-file FILE or --key-passphrase-env"
+            " NAME (encrypted PEM), or --pkcs11-module/--token-label/--key-label with "
+            "--pin-file or --pin-env (in a token); --unsafe-plaintext-key only for tests")
+    if len(ways) > 1:
+        raise ConfigurationError(f"choose one way to keep the CA key, not {' and '.join(ways)}")
+    if pkcs11_module is not None:
+        if token_label is None or pin is None:
+            raise ConfigurationError("--pkcs11-module needs --token-label and --pin-file or "
+                                     "--pin-env")
+        return {"password": pin,
+                "pkcs11": Pkcs11CaKeyRef(pkcs11_module, token_label, key_label)}
+    if pin is not None or token_label is not None:
+        raise ConfigurationError("--token-label and --pin-file/--pin-env need --pkcs11-module")
+    return {"password": passphrase, "unsafe_plaintext": unsafe_plaintext}
 
 
 # --------------------------------------------------------------------------------------
@@ -214,12 +316,25 @@ def init_manufacturer(
         help="Where to create root/ (keep offline) and issuing/ (factory line).")],
     org: Annotated[str, typer.Option("--org", help="Manufacturer name (subject O).")],
     now: NowOption = None,
+    key_passphrase_file: PassphraseFileOption = None,
+    key_passphrase_env: PassphraseEnvOption = None,
+    pkcs11_module: Pkcs11ModuleOption = None,
+    token_label: TokenLabelOption = None,
+    key_label: KeyLabelOption = "devattest-manufacturer-ca",
+    pin_file: PinFileOption = None,
+    pin_env: PinEnvOption = None,
+    unsafe_plaintext_key: UnsafePlaintextOption = False,
 ) -> None:
-    """Create a manufacturer's offline root CA (P-384) and its issuing CA (P-256)."""
+    """Create a manufacturer's offline root CA (P-384; P-256 in a token) and its issuing CA
+    (P-256), with the keys encrypted under a passphrase or inside a PKCS#11 token."""
     from devattest.attester.provisioning import init_manufacturer_ca
 
+    protection = _key_protection(
+        passphrase_file=key_passphrase_file, passphrase_env=key_passphrase_env,
+        pkcs11_module=pkcs11_module, token_label=token_label, key_label=key_label,
+        pin_file=pin_file, pin_env=pin_env, unsafe_plaintext=unsafe_plaintext_key)
     root, issuing = init_manufacturer_ca(directory / "root", directory / "issuing", org,
-                                         now=parse_now(now))
+                                         now=parse_now(now), **protection)
     _print_ca("root CA (keep offline)", root.certificate(), root.path)
     _print_ca("issuing CA", issuing.certificate(), issuing.path)
     console.print(f"Verifiers trust {root.cert_path} (with the issuing CA's CRL "
@@ -232,11 +347,24 @@ def init_owner(
     directory: Annotated[Path, typer.Argument(help="Where to create the owner CA.")],
     org: Annotated[str, typer.Option("--org", help="Owner name (subject O).")],
     now: NowOption = None,
+    key_passphrase_file: PassphraseFileOption = None,
+    key_passphrase_env: PassphraseEnvOption = None,
+    pkcs11_module: Pkcs11ModuleOption = None,
+    token_label: TokenLabelOption = None,
+    key_label: KeyLabelOption = "devattest-owner-ca",
+    pin_file: PinFileOption = None,
+    pin_env: PinEnvOption = None,
+    unsafe_plaintext_key: UnsafePlaintextOption = False,
 ) -> None:
-    """Create an owner CA, which issues owner (LDevID-like) certificates on onboarding."""
+    """Create an owner CA, which issues owner (LDevID-like) certificates on onboarding, with
+    its key encrypted under a passphrase or inside a PKCS#11 token."""
     from devattest.attester.provisioning import init_owner_ca
 
-    ca = init_owner_ca(directory, org, now=parse_now(now))
+    protection = _key_protection(
+        passphrase_file=key_passphrase_file, passphrase_env=key_passphrase_env,
+        pkcs11_module=pkcs11_module, token_label=token_label, key_label=key_label,
+        pin_file=pin_file, pin_env=pin_env, unsafe_plaintext=unsafe_plaintext_key)
+    ca = init_owner_ca(directory, org, now=parse_now(now), **protection)
     _print_ca("owner CA", ca.certificate(), ca.path)
 
 
@@ -251,6 +379,10 @@ def revoke_command(
         "--reason", help="CRLReason, e.g. key_compromise, superseded, cessation_of_operation."
     )] = None,
     now: NowOption = None,
+    key_passphrase_file: PassphraseFileOption = None,
+    key_passphrase_env: PassphraseEnvOption = None,
+    pin_file: PinFileOption = None,
+    pin_env: PinEnvOption = None,
 ) -> None:
     """Revoke a certificate: add it to the CA's CRL and re-sign the CRL."""
     from devattest.attester.provisioning import revoke
@@ -267,7 +399,8 @@ def revoke_command(
             target = int(str(serial).removeprefix("0x"), 16)
         except ValueError:
             raise ConfigurationError("--serial must be hexadecimal") from None
-    crl = revoke(ca, target, now=parse_now(now), reason=parse_reason(reason))
+    crl = revoke(ca, target, now=parse_now(now), reason=parse_reason(reason),
+                 password=ca_secret(key_passphrase_file, key_passphrase_env, pin_file, pin_env))
     number = target.serial_number if isinstance(target, x509.Certificate) else target
     console.print(f"revoked serial {number:x}; {ca.crl_path} is now CRL number "
                   f"{_crl_summary(crl)['crl_number']} with {len(crl)} entries")
@@ -282,10 +415,15 @@ def crl_command(
     )] = False,
     pem: Annotated[bool, typer.Option("--pem", help="Print the CRL as PEM.")] = False,
     now: NowOption = None,
+    key_passphrase_file: PassphraseFileOption = None,
+    key_passphrase_env: PassphraseEnvOption = None,
+    pin_file: PinFileOption = None,
+    pin_env: PinEnvOption = None,
 ) -> None:
     """Print a CA's current CRL (optionally re-issuing it first)."""
     ca = _ca_dir(ca_dir)
-    crl = ca.refresh_crl(now=parse_now(now)) if reissue else ca.crl()
+    crl = (ca.refresh_crl(now=parse_now(now), password=ca_secret(
+        key_passphrase_file, key_passphrase_env, pin_file, pin_env)) if reissue else ca.crl())
     if pem:
         console.out(crl.public_bytes(Encoding.PEM).decode(), end="")
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -101,13 +101,12 @@ def verify_command(
     """
     from devattest.ear import result_to_claims
     from devattest.policy import DefaultPolicy, load_policy
-    from devattest.provisioning import load_reference_values_file
     from devattest.verifier import verify
 
     evidence = read_bytes(file, what="evidence")
     expected = parse_hex(nonce, what="--nonce")
     trust = _trust_anchors(key, anchors, ca or [], crl or [])
-    refs = load_reference_values_file(refvals) if refvals else None
+    refs = _reference_values(refvals) if refvals else None
     pol = load_policy(policy) if policy else DefaultPolicy()
     if require_hardware:
         from devattest.policy import AllOf, RequireHardwareBackedKey
@@ -137,6 +136,27 @@ def verify_command(
         console.print(f"media type: {mt}")
         console.print(result_table(result))
     raise typer.Exit(EXIT_BY_STATUS[result.status])
+
+
+#: The first bytes of a CoRIM: tag 501 (unsigned corim-map) or tag 18 (COSE_Sign1).
+_CORIM_STARTS = (b"\xd9\x01\xf5", b"\xd2")
+
+
+def _reference_values(path: Path) -> Any:
+    """``--refvals``: a CoRIM (CBOR, tag 501 or a signed tag 18) or a devattest
+    reference-values document (YAML/JSON), told apart by the first bytes.
+
+    Raises:
+        CorimError: if a CoRIM is invalid (each defect has its own reason).
+        ProvisioningSchemaError: if a devattest document is invalid.
+    """
+    from devattest.provisioning import load_corim_file, load_reference_values_file
+
+    with path.open("rb") as fh:
+        head = fh.read(3)
+    if head.startswith(_CORIM_STARTS):
+        return load_corim_file(path).reference_values
+    return load_reference_values_file(path)
 
 
 def _trust_anchors(key: Path | None, anchors: Path | None, ca: list[Path],

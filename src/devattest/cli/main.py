@@ -10,9 +10,10 @@ import importlib
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from devattest.errors import DevattestError
@@ -38,7 +39,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handle_errors(func: F) -> F:
-    """Map devattest errors and unreadable inputs to exit code 3 with a clear message."""
+    """Map devattest errors, invalid settings and unreadable inputs to exit code 3 with a
+    clear message (one line for a setting: its name and the values it accepts)."""
+    if getattr(func, "_devattest_handled", False):
+        return func
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -46,6 +50,12 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except typer.Exit:
             raise
+        except ValidationError as exc:
+            from devattest.cli._settings_errors import describe_validation_error
+
+            err_console.print(f"[bold red]error[/]: {describe_validation_error(exc)}",
+                              soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_USAGE) from None
         except DevattestError as exc:
             err_console.print(f"[bold red]error[/]: {exc.diagnostics()}")
             raise typer.Exit(EXIT_USAGE) from None
@@ -53,7 +63,39 @@ def handle_errors(func: F) -> F:
             err_console.print(f"[bold red]error[/]: {exc}")
             raise typer.Exit(EXIT_USAGE) from None
 
+    wrapper._devattest_handled = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print(f"devattest {version('devattest')}", highlight=False)
+        except PackageNotFoundError:  # pragma: no cover - a source tree, not installed
+            console.print("devattest (not installed)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_version, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Device attestation for IoT fleets."""
+
+
+def _handled(sub: typer.Typer) -> None:
+    """Route every command of a mounted sub-application (and its groups) through
+    :func:`handle_errors`, the CLI's one error-handling place."""
+    for command in sub.registered_commands:
+        if command.callback is not None:
+            command.callback = handle_errors(command.callback)
+    for group in sub.registered_groups:
+        if group.typer_instance is not None:
+            _handled(group.typer_instance)
 
 
 def _mount(module: str, name: str, help_text: str) -> None:
@@ -66,6 +108,7 @@ def _mount(module: str, name: str, help_text: str) -> None:
         raise
     sub = getattr(mod, "app", None)
     if sub is not None:
+        _handled(sub)
         app.add_typer(sub, name=name, help=help_text)
 
 
@@ -89,6 +132,8 @@ def _mount_transport() -> None:
         from devattest.transport import cli as transport_cli
     except ImportError:  # pragma: no cover - only while a part is being built
         return
+    _handled(transport_cli.simulate_app)
+    _handled(transport_cli.mqtt_app)
     app.add_typer(transport_cli.simulate_app, name="simulate",
                   help="Simulate a fleet through lifecycle waves, with adversaries.")
     app.add_typer(transport_cli.mqtt_app, name="mqtt",
@@ -104,7 +149,9 @@ def _mount_service_shortcuts() -> None:
         from devattest.service import cli as service_cli
     except ImportError:  # pragma: no cover - only while a part is being built
         return
-    app.command("serve", help="Run the Verifier service (uvicorn).")(service_cli.serve)
+    app.command("serve", help="Run the Verifier service (uvicorn).")(
+        handle_errors(service_cli.serve))
+    _handled(service_cli.admin_app)
     app.add_typer(service_cli.admin_app, name="admin", help="Administer the Verifier service.")
 
 

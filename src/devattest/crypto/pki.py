@@ -297,19 +297,25 @@ def create_intermediate_ca(issuer: CertificateAuthority,
                                 chain=(issuer.certificate, *issuer.chain))
 
 
-def create_manufacturer_pki(organization: str, *, now: dt.datetime) -> ManufacturerPki:
-    """A manufacturer root (P-384) and an issuing intermediate (P-256) with fresh keys."""
-    root = create_root_ca(generate_ca_key(ec.SECP384R1()), organization=organization,
+def create_manufacturer_pki(organization: str, *, now: dt.datetime,
+                            root_key: ec.EllipticCurvePrivateKey | None = None,
+                            issuing_key: ec.EllipticCurvePrivateKey | None = None
+                            ) -> ManufacturerPki:
+    """A manufacturer root (P-384) and an issuing intermediate (P-256) with fresh keys, or
+    with the given keys (for example keys that live in a PKCS#11 token)."""
+    root = create_root_ca(root_key or generate_ca_key(ec.SECP384R1()),
+                          organization=organization,
                           common_name=f"{organization} Attestation Root CA", now=now)
-    issuing = create_intermediate_ca(root, generate_ca_key(),
+    issuing = create_intermediate_ca(root, issuing_key or generate_ca_key(),
                                      common_name=f"{organization} Device Issuing CA", now=now)
     return ManufacturerPki(root=root, issuing=issuing)
 
 
-def create_owner_ca(organization: str, *, now: dt.datetime,
-                    days: int = DEFAULT_ROOT_DAYS) -> CertificateAuthority:
-    """A single-level owner CA that issues LDevID-like owner certificates."""
-    return create_root_ca(generate_ca_key(), organization=organization,
+def create_owner_ca(organization: str, *, now: dt.datetime, days: int = DEFAULT_ROOT_DAYS,
+                    key: ec.EllipticCurvePrivateKey | None = None) -> CertificateAuthority:
+    """A single-level owner CA that issues LDevID-like owner certificates (with a fresh key,
+    or the given one)."""
+    return create_root_ca(key or generate_ca_key(), organization=organization,
                           common_name=f"{organization} Owner CA", now=now, days=days,
                           path_length=0)
 

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from devattest.errors import DevattestError, StoreError
 from devattest.schemes import SchemeRegistry
@@ -82,8 +83,10 @@ def create_app(settings: Settings | None = None, *, registry: SchemeRegistry | N
             await ctx.attestation.close_async()
             ctx.store.dispose()
 
-    app = FastAPI(title="devattest Verifier", version=_dist_version("devattest"),
-                  description=DESCRIPTION, lifespan=lifespan)
+    # /docs (Swagger UI) and /redoc load their scripts and styles from assets shipped in the
+    # fastapi-offline package, not from a CDN: the pages work on an offline network.
+    app = FastAPIOffline(title="devattest Verifier", version=_dist_version("devattest"),
+                         description=DESCRIPTION, lifespan=lifespan)
     app.state.ctx = ctx
     for router in (health.router, challenges.router, devices.router, history.router,
                    provisioning.trust_anchors, provisioning.reference_values,

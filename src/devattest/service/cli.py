@@ -81,7 +81,7 @@ def serve(
     if tls_client_crl is not None:
         os.environ["DEVATTEST_MTLS_CLIENT_CRL"] = str(tls_client_crl.resolve())
     settings = _settings(data_dir, db_url, config)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.make_data_dir()
     if settings.signing_key_pkcs11_module and settings.signing_key_pkcs11_create:
         # Generate the token key once, here, so that workers starting together do not each
         # generate one under the same label.
@@ -169,7 +169,7 @@ def create_token(
     from devattest.store import DeviceRepository, TokenRepository, open_store
 
     settings = _settings(data_dir, db_url, config)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.make_data_dir()
     store = open_store(settings.effective_database_url)
     try:
         with store.write() as s:

@@ -119,7 +119,7 @@ def build_context(settings: Settings, *, registry: SchemeRegistry | None = None
     Raises:
         ConfigurationError: bad database URL or signing key.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.make_data_dir()
     store = Store(create_store_engine(settings.effective_database_url,
                                       pool_size=settings.db_pool_size,
                                       max_overflow=settings.db_max_overflow))

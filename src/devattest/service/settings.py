@@ -152,6 +152,14 @@ class Settings(BaseSettings):
             ipaddress.ip_network(net, strict=False)  # ValueError -> a validation error
         return v
 
+    def make_data_dir(self) -> Path:
+        """Create the data directory owner-only (0700) if it does not exist (it holds the
+        database and the EAR signing key); an existing one keeps its mode."""
+        if not self.data_dir.exists():
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.data_dir.chmod(0o700)  # mkdir's mode is filtered by the umask
+        return self.data_dir
+
     @property
     def tpm_max_evidence_bytes(self) -> int:
         """The body limit for TPM quote Evidence: its event-log limit plus the rest."""

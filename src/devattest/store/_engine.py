@@ -52,6 +52,30 @@ def normalise_url(url: str) -> str:
     raise ConfigurationError(f"unsupported database URL scheme {u.drivername!r}")
 
 
+def create_private_file(path: Path) -> None:
+    """Create the SQLite database file owner-only (0600) before SQLite opens it, in an
+    owner-only (0700) directory when the directory is new. SQLite gives its ``-wal``,
+    ``-shm`` and ``-journal`` files the database file's mode, so they are 0600 too. An
+    existing file keeps the mode its operator gave it.
+
+    Raises:
+        ConfigurationError: if the file cannot be created.
+    """
+    if path.exists():
+        return
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True)
+            path.parent.chmod(0o700)  # mkdir's mode is filtered by the umask
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create the database file {path}: {exc}") from exc
+    os.fchmod(fd, 0o600)
+    os.close(fd)
+
+
 def sqlite_url_for(data_dir: Path) -> str:
     """The default database: ``devattest.db`` in the data directory."""
     return f"sqlite:///{(data_dir / 'devattest.db').resolve()}"
@@ -69,6 +93,7 @@ def create_store_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20
     if u.get_backend_name() == "sqlite":
         if not u.database or u.database == ":memory:":
             raise ConfigurationError("SQLite needs a file: WAL and several connections")
+        create_private_file(Path(u.database))
         engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
                                connect_args={"timeout": sqlite_busy_timeout_ms / 1000,
                                              "check_same_thread": False})
@@ -291,7 +316,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
             db = engine.url.database
             assert db is not None
             lock_path = Path(db).with_name(Path(db).name + ".migrate-lock")
-            with lock_path.open("a") as lock:
+            fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
                     with engine.connect() as conn:

@@ -319,8 +319,10 @@ def test_rejects_evidence_signed_with_previous_owner_credentials_after_transfer(
         pkcs11_se: Any, acme: pki.ManufacturerPki, tmp_path: Path) -> None:
     x5chain = certify(pkcs11_se, acme.issuing)
     manufacturer = anchors_for(acme)
-    owner_a = init_owner_ca(tmp_path / "owner-a", "Fleet A", now=ISSUED)
-    owner_b = init_owner_ca(tmp_path / "owner-b", "Fleet B", now=ISSUED)
+    owner_a = init_owner_ca(tmp_path / "owner-a", "Fleet A", now=ISSUED,
+                            unsafe_plaintext=True)
+    owner_b = init_owner_ca(tmp_path / "owner-b", "Fleet B", now=ISSUED,
+                            unsafe_plaintext=True)
 
     def attested() -> tuple[bytes, AttestationResult]:
         evidence = attest_psa(STATE, pkcs11_se, nonce=NONCE, x5chain=x5chain)

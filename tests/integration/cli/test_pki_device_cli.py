@@ -20,15 +20,28 @@ pytestmark = pytest.mark.integration
 
 NONCE = "ab" * 32
 runner = CliRunner()
+#: The CA keys of these tests are encrypted under a passphrase from the environment, as a
+#: factory keeps them; every command that creates or uses a CA key is given it.
+CA_PASSPHRASE_ENV = "DEVATTEST_TEST_CA_PASSPHRASE"
+_USES_CA_KEY = {("pki", "init-manufacturer"), ("pki", "init-owner"), ("device", "provision"),
+                ("device", "revoke"), ("device", "onboard")}
+
+
+@pytest.fixture(autouse=True)
+def _ca_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CA_PASSPHRASE_ENV, "a factory passphrase")
 
 
 def run(*args: str | Path) -> tuple[int, str]:
+    argv = [str(a) for a in args]
+    if tuple(argv[:2]) in _USES_CA_KEY:
+        argv += ["--key-passphrase-env", CA_PASSPHRASE_ENV]
     # The CLI's rich consoles fix their width when first built (whichever test did that):
     # make it wide enough that messages are not wrapped, and restore it.
     widths = console.width, err_console.width
     console.width = err_console.width = 240
     try:
-        result = runner.invoke(app, [str(a) for a in args])
+        result = runner.invoke(app, argv)
     finally:
         console.width, err_console.width = widths
     return result.exit_code, result.output
@@ -216,3 +229,32 @@ def test_tpm2_device_through_the_cli_passes_require_hardware(factory: Path, swtp
                     "--crl", "acme/issuing/crl.pem", "--require-hardware", "--refvals", "rv.yaml")
     assert code == 0, out
     assert "hardware=2" in out
+
+
+def test_ca_key_is_encrypted_and_refused_in_clear_without_the_unsafe_flag(
+        factory: Path) -> None:
+    assert Path("acme/issuing/key.pem").read_bytes().startswith(
+        b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    result = runner.invoke(app, ["pki", "init-owner", "owner", "--org", "F"])
+    assert result.exit_code == 3
+    assert "choose how to keep the CA key" in result.output
+    assert not Path("owner").exists()
+    result = runner.invoke(app, ["pki", "init-owner", "owner", "--org", "F",
+                                 "--unsafe-plaintext-key"])
+    assert result.exit_code == 0, result.output
+    assert Path("owner/key.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+
+
+def test_ca_passphrase_is_never_an_argument_value(factory: Path) -> None:
+    result = runner.invoke(app, ["pki", "init-owner", "owner", "--org", "F",
+                                 "--key-passphrase", "in the process list"])
+    assert result.exit_code == 2  # no such option
+    assert not Path("owner").exists()
+
+
+def test_issuing_without_the_ca_passphrase_is_a_clear_error(factory: Path) -> None:
+    result = runner.invoke(app, ["device", "provision", "--ca", "acme/issuing", "--se",
+                                 "se.yaml", "--serial", "SN-11", "--out", "certs3"])
+    assert result.exit_code == 3
+    assert "the CA key needs its passphrase" in result.output
+    assert not Path("certs3").exists()

@@ -45,9 +45,9 @@ class HardwareLike(UnsafeSoftwareKey):
 @pytest.fixture
 def world(tmp_path):
     root, issuing = prov.init_manufacturer_ca(tmp_path / "acme-root", tmp_path / "acme-issuing",
-                                              "Acme", now=NOW)
-    owner_a = prov.init_owner_ca(tmp_path / "owner-a", "Initech", now=NOW)
-    owner_b = prov.init_owner_ca(tmp_path / "owner-b", "Umbrella", now=NOW)
+                                              "Acme", now=NOW, unsafe_plaintext=True)
+    owner_a = prov.init_owner_ca(tmp_path / "owner-a", "Initech", now=NOW, unsafe_plaintext=True)
+    owner_b = prov.init_owner_ca(tmp_path / "owner-b", "Umbrella", now=NOW, unsafe_plaintext=True)
     se = UnsafeSoftwareKey.generate()
     chain = prov.provision_device(se, manufacturer_ca=issuing, serial="SN-42", now=NOW,
                                   fw_measurements=[hashlib.sha256(b"bl2").digest()])
@@ -97,7 +97,7 @@ def test_serials_come_from_the_ca_directory_counter(world) -> None:
 
 def test_ca_directory_is_not_overwritten(world) -> None:
     with pytest.raises(ProvisioningError, match="already holds"):
-        prov.init_owner_ca(world["owner_a"].path, "Again", now=NOW)
+        prov.init_owner_ca(world["owner_a"].path, "Again", now=NOW, unsafe_plaintext=True)
 
 
 def test_onboarding_after_affirming_attestation(world) -> None:
@@ -145,7 +145,7 @@ def test_rejects_onboarding_with_result_for_other_evidence(world) -> None:
 
 def test_rejects_onboarding_a_device_from_another_manufacturer(world, tmp_path) -> None:
     _, g_issuing = prov.init_manufacturer_ca(tmp_path / "g-root", tmp_path / "g-iss",
-                                             "Globex", now=NOW)
+                                             "Globex", now=NOW, unsafe_plaintext=True)
     se = UnsafeSoftwareKey.generate()
     x5chain = prov.chain_der(prov.provision_device(se, manufacturer_ca=g_issuing, serial="G",
                                                    now=NOW))
@@ -251,3 +251,46 @@ def test_refresh_crl_keeps_entries_and_bumps_number(world) -> None:
     fresh = world["issuing"].refresh_crl(now=NOW + dt.timedelta(days=20))
     assert pki.crl_number_of(fresh) == pki.crl_number_of(crl) + 1
     assert fresh.get_revoked_certificate_by_serial_number(77) is not None
+
+
+# --------------------------------------------------------------------------------------
+# CA keys at rest
+# --------------------------------------------------------------------------------------
+PASSPHRASE = b"correct horse battery staple"
+
+
+def test_stolen_ca_directory_does_not_yield_the_ca_key_without_its_passphrase(tmp_path) -> None:
+    owner = prov.init_owner_ca(tmp_path / "owner", "Initech", now=NOW, password=PASSPHRASE)
+    pem = owner.key_path.read_bytes()
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert oct(owner.key_path.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(ProvisioningError, match="needs its passphrase"):
+        owner.load()
+    with pytest.raises(ProvisioningError, match="wrong passphrase"):
+        owner.load(b"not the passphrase")
+    ca = owner.load(PASSPHRASE)
+    assert ca.certificate == owner.certificate()
+
+
+def test_ca_key_is_not_written_in_clear_without_the_unsafe_flag(tmp_path) -> None:
+    with pytest.raises(ProvisioningError, match="refusing to write a CA key unencrypted"):
+        prov.init_manufacturer_ca(tmp_path / "root", tmp_path / "issuing", "Acme", now=NOW)
+    with pytest.raises(ProvisioningError, match="refusing to write a CA key unencrypted"):
+        prov.init_owner_ca(tmp_path / "owner", "Initech", now=NOW)
+    assert not (tmp_path / "root").exists() and not (tmp_path / "owner").exists()
+    with pytest.raises(ProvisioningError, match="at least 8 bytes"):
+        prov.init_owner_ca(tmp_path / "owner", "Initech", now=NOW, password=b"short")
+
+
+def test_issuing_with_an_encrypted_manufacturer_ca_needs_the_passphrase(tmp_path) -> None:
+    _, issuing = prov.init_manufacturer_ca(tmp_path / "root", tmp_path / "issuing", "Acme",
+                                              now=NOW, password=PASSPHRASE)
+    se = UnsafeSoftwareKey.generate()
+    with pytest.raises(ProvisioningError, match="needs its passphrase"):
+        prov.provision_device(se, manufacturer_ca=issuing, serial="SN-1", now=NOW)
+    chain = prov.provision_device(se, manufacturer_ca=issuing, serial="SN-1", now=NOW,
+                                  password=PASSPHRASE)
+    chain[0].verify_directly_issued_by(issuing.certificate())
+    crl = prov.revoke(issuing, chain[0], now=NOW, password=PASSPHRASE)
+    assert crl.get_revoked_certificate_by_serial_number(chain[0].serial_number) is not None
+    assert crl.is_signature_valid(issuing.certificate().public_key())

@@ -221,9 +221,11 @@ def test_privacy_ca_directory_allocates_serials(tmp_path: Path, acme: pki.Manufa
                                                 ek: tuple[rsa.RSAPrivateKey, bytes],
                                                 ak: tuple[ec.EllipticCurvePrivateKey, bytes]
                                                 ) -> None:
-    directory = CaDirectory.create(tmp_path / "issuing", acme.issuing, now=NOW)
+    passphrase = b"privacy CA passphrase"
+    directory = CaDirectory.create(tmp_path / "issuing", acme.issuing, now=NOW,
+                                   password=passphrase)
     before = int(directory.serial_path.read_text(), 16)
-    ca = PrivacyCa(directory, _trust(ek[1]))
+    ca = PrivacyCa(directory, _trust(ek[1]), password=passphrase)
     ch = ca.challenge(AkEnrollmentRequest(ek[1], ak[1]), now=NOW)
     # A wrong answer does not consume a serial number.
     with pytest.raises(errors.CredentialActivationFailed):

@@ -241,3 +241,94 @@ class Pkcs11Key:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TokenCaKey(ec.EllipticCurvePrivateKey):
+    """A CA's P-256 signing key inside a PKCS#11 token, usable wherever ``cryptography``
+    takes an EC private key to sign a certificate or a CRL.
+
+    ``cryptography``'s X.509 builders call ``sign(data, ECDSA(hash))`` on the key object they
+    are given; here that is SHA-256 on the host and CKM_ECDSA on the token (the key pair is
+    a :class:`Pkcs11Key`: generated on the token, sensitive, never extractable), returned
+    DER-encoded as X.509 wants (RFC 5480 section 2.2 / RFC 3279 section 2.2.3). Every way
+    out of the token (``private_numbers``, ``private_bytes``, ``exchange``) raises.
+    """
+
+    def __init__(self, key: Pkcs11Key) -> None:
+        self._key = key
+
+    @classmethod
+    def open(cls, *, module: str, token_label: str, key_label: str, pin: str,
+             create: bool = False) -> TokenCaKey:
+        """Open a CA key on a token (``create``: generate it, refusing an existing one).
+
+        Raises:
+            ConfigurationError: if the module, token or (not ``create``) key is missing.
+            SecureElementError: on a wrong PIN, a key already present when ``create``, an
+                exportable key or a token failure.
+        """
+        config = Pkcs11Config(token_label=token_label, pin=pin, module=module,
+                              key_label=key_label, create=False, hardware_backed=None)
+        if create:
+            try:
+                Pkcs11Key(config).close()
+            except ConfigurationError as exc:
+                if "no key" not in str(exc):
+                    raise
+            else:
+                raise SecureElementError(f"the token already holds a key labelled "
+                                         f"{key_label!r}; choose another --key-label")
+            config = Pkcs11Config(token_label=token_label, pin=pin, module=module,
+                                  key_label=key_label, create=True)
+        return cls(Pkcs11Key(config))
+
+    def close(self) -> None:
+        """Close the token session."""
+        self._key.close()
+
+    # ------------------------------------------------------------------ cryptography's API
+    def sign(self, data: Any, signature_algorithm: ec.EllipticCurveSignatureAlgorithm
+             ) -> bytes:
+        """ECDSA with SHA-256 inside the token; a DER ``Ecdsa-Sig-Value``.
+
+        Raises:
+            SecureElementError: if the algorithm is not ECDSA with SHA-256, or the token fails.
+        """
+        algorithm = getattr(signature_algorithm, "algorithm", None)
+        if not isinstance(signature_algorithm, ec.ECDSA) or \
+                not isinstance(algorithm, hashes.SHA256):
+            raise SecureElementError("a PKCS#11 CA key signs ECDSA with SHA-256 only")
+        raw = self._key.sign(bytes(data))
+        return encode_dss_signature(int.from_bytes(raw[:32], "big"),
+                                    int.from_bytes(raw[32:], "big"))
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        public: ec.EllipticCurvePublicKey = self._key.public_key()
+        return public
+
+    @property
+    def curve(self) -> ec.EllipticCurve:
+        return ec.SECP256R1()
+
+    @property
+    def key_size(self) -> int:
+        return 256
+
+    def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey
+                 ) -> bytes:
+        raise SecureElementError("a PKCS#11 CA key does not do key agreement")
+
+    def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
+        raise SecureElementError("a PKCS#11 CA key never leaves its token")
+
+    def private_bytes(self, encoding: serialization.Encoding,
+                      format: serialization.PrivateFormat,
+                      encryption_algorithm: serialization.KeySerializationEncryption
+                      ) -> bytes:
+        raise SecureElementError("a PKCS#11 CA key never leaves its token")
+
+    def __copy__(self) -> TokenCaKey:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> TokenCaKey:
+        return self
