@@ -33,3 +33,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         if any(marker in reason for marker in _MISSING_INFRA):
             report.outcome = "failed"
             report.longrepr = f"CI requires every real component: {reason}"
+
+
+@pytest.fixture(autouse=True)
+def _devattest_environment_is_restored() -> object:
+    """Every test leaves the ``DEVATTEST_*`` environment as it found it.
+
+    CLI commands export their options to the environment on purpose (``serve`` hands them to
+    uvicorn's worker processes), so a command run in-process by one test would otherwise
+    leak a database URL or data directory into every later test of the same worker, and
+    into the subprocesses those tests start.
+    """
+    before = {k: v for k, v in os.environ.items() if k.startswith("DEVATTEST_")}
+    yield
+    for k in [k for k in os.environ if k.startswith("DEVATTEST_")]:
+        if k not in before:
+            del os.environ[k]
+    os.environ.update(before)
