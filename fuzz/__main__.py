@@ -125,14 +125,16 @@ import importlib.util
 spec = importlib.util.spec_from_file_location("_cbor_scan", sys.argv[1])
 scan_mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(scan_mod)
+assert scan_mod.SCAN_ABI == 2, f"the replay speaks SCAN_ABI 2, the scanner {scan_mod.SCAN_ABI}"
 n = 0
 for d in sys.argv[2:]:
     for f in sorted(Path(d).glob("*")):
         data = f.read_bytes()
-        for depth, items in ((16, 4096), (4, 8), (1, 1), (64, 1 << 20)):
-            scan_mod.scan(data, depth, items)
+        # scan(data, max_depth, max_container_items, max_bignum_bits): SCAN_ABI 2.
+        for depth, items, bits in ((16, 4096, 64), (4, 8, 0), (1, 1, 8), (64, 1 << 20, 4096)):
+            scan_mod.scan(data, depth, items, bits)
             for cut in (1, 2, len(data) // 2):
-                scan_mod.scan(data[:-cut] if cut < len(data) else b"", depth, items)
+                scan_mod.scan(data[:-cut] if cut < len(data) else b"", depth, items, bits)
         n += 1
 print(f"replayed {n} inputs through the ASan scanner")
 """
