@@ -16,7 +16,7 @@ import annotated_types
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-_MAX_SHOWN = 60
+from devattest.errors import shown
 
 
 def _model_named(title: str) -> type[BaseModel] | None:
@@ -68,11 +68,6 @@ def accepted_values(field: FieldInfo) -> str:
     return f"{kind}, {bounds}" if bounds else kind
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
-
-
 def describe_validation_error(exc: ValidationError) -> str:
     """The first invalid setting of ``exc`` as one line (and how many more there are).
 
@@ -91,7 +86,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     if first.get("type") == "extra_forbidden":
         line = f"unknown setting {name}"
     else:
-        given = f"={_shown(first['input'])}" if "input" in first else ""
+        given = f"={shown(first['input'])}" if "input" in first else ""
         accepted = accepted_values(field) if field is not None else str(first.get("msg", ""))
         line = f"invalid setting {name}{given}: expected {accepted}"
     more = len(errors) - 1

@@ -42,6 +42,7 @@ from devattest.errors import (
     UnknownProfile,
     UsageError,
     VerifierMalfunction,
+    shown,
 )
 from devattest.model import (
     DEFAULT_LIMITS,
@@ -252,19 +253,15 @@ def require_scheme_profile(registry: SchemeRegistry, scheme: EvidenceScheme, pro
     owners = registry.schemes_for_profile(profile)
     if scheme.name in owners:
         return
-    shown = _shown(profile)
+    profile_shown = shown(profile)
     if owners:
         raise ProfileMismatch(
-            f"the token's profile {shown} is appraised by the {' or '.join(owners)} scheme, "
-            f"but its media type {_shown(media_type)} selected the {scheme.name} scheme",
+            f"the token's profile {profile_shown} is appraised by the "
+            f"{' or '.join(owners)} scheme, but its media type {shown(media_type)} selected "
+            f"the {scheme.name} scheme",
             step="5.7")
-    raise UnknownProfile(f"no evidence scheme appraises the token's profile {shown}: it "
-                         f"cannot be affirmed", step="5.7")
-
-
-def _shown(value: str, limit: int = 120) -> str:
-    """``value`` quoted for a message, cut to ``limit`` characters (attacker-chosen text)."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")
+    raise UnknownProfile(f"no evidence scheme appraises the token's profile {profile_shown}: "
+                         "it cannot be affirmed", step="5.7")
 
 
 def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
@@ -318,9 +315,9 @@ def _appraise(evidence: bytes, media_type: str, expected_nonce: bytes, now: int,
         problems: list[ReferenceValueError]
         if refs is None:
             cid = claims.class_id
-            shown = cid.hex() if isinstance(cid, bytes) else str(cid)
+            cid_shown = cid.hex() if isinstance(cid, bytes) else str(cid)
             problems = [NoReferenceValues(
-                f"no Reference Values for device class {shown}", step="6")]
+                f"no Reference Values for device class {cid_shown}", step="6")]
         else:
             problems = appraise_reference_values(claims, refs)
             compared = compared_components(claims, refs)

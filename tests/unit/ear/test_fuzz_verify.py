@@ -26,6 +26,7 @@ from devattest.ear import (
     verify_ear_jwt,
 )
 from devattest.errors import ResultError
+from tests._support.claim_paths import key_paths, replace_at
 from tests.unit.ear._results import NOW, make_result, sign_raw_jwt
 
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -72,31 +73,12 @@ cbor_values = st.recursive(cbor_scalars, lambda inner: st.one_of(
     max_leaves=20)
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every key path into nested dicts (and list indices), for mutation."""
-    out = [prefix]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out.extend(_paths(v, (*prefix, k)))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out.extend(_paths(v, (*prefix, i)))
-    return out
-
-
-def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    head, *rest = path
-    if isinstance(value, dict):
-        return {k: (_replace(v, tuple(rest), new) if k == head else v) for k, v in value.items()}
-    return [(_replace(v, tuple(rest), new) if i == head else v) for i, v in enumerate(value)]
 
 
 JSON_CLAIMS = result_to_claims(make_result())
-JSON_PATHS = _paths(JSON_CLAIMS)
+JSON_PATHS = key_paths(JSON_CLAIMS)
 CBOR_CLAIMS = result_to_cbor_claims(make_result())
-CBOR_PATHS = _paths(CBOR_CLAIMS)
+CBOR_PATHS = key_paths(CBOR_CLAIMS)
 
 
 @FUZZ
@@ -133,7 +115,7 @@ def test_signed_jwt_with_any_header_raises_only_result_errors(header: Any) -> No
 @given(path=st.sampled_from(JSON_PATHS), new=json_values)
 def test_signed_jwt_with_any_claim_replaced_raises_only_result_errors(
         path: tuple[Any, ...], new: Any) -> None:
-    _verify_jwt(_signed_jwt({"alg": "ES256"}, _replace(JSON_CLAIMS, path, new)))
+    _verify_jwt(_signed_jwt({"alg": "ES256"}, replace_at(JSON_CLAIMS, path, new)))
 
 
 @FUZZ
@@ -150,7 +132,7 @@ def test_signed_cwt_with_any_protected_header_raises_only_result_errors(
 @given(path=st.sampled_from(CBOR_PATHS), new=cbor_values)
 def test_signed_cwt_with_any_claim_replaced_raises_only_result_errors(
         path: tuple[Any, ...], new: Any) -> None:
-    _verify_cwt(create_sign1(cbor2.dumps(_replace(CBOR_CLAIMS, path, new)), SIGNER))
+    _verify_cwt(create_sign1(cbor2.dumps(replace_at(CBOR_CLAIMS, path, new)), SIGNER))
 
 
 def test_bignum_alg_in_an_ear_cwt_is_a_result_error_not_a_value_error() -> None:

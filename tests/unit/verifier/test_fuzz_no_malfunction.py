@@ -24,6 +24,7 @@ from devattest.policy import DefaultPolicy
 from devattest.schemes.eat import eat_claims_map
 from devattest.schemes.psa import encode_psa_claims, psa_instance_id
 from devattest.verifier import verify_and_sign
+from tests._support.claim_paths import key_paths, replace_at
 
 PSA = "application/psa-attestation-token"
 EAT = "application/eat+cwt"
@@ -99,24 +100,10 @@ FUZZ = settings(max_examples=250, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out.extend(_paths(v, (*prefix, k)))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out.extend(_paths(v, (*prefix, i)))
-    return out
+def _paths(value: Any) -> list[tuple[Any, ...]]:
+    """Every path below the top-level map (the map itself is never replaced here)."""
+    return key_paths(value)[1:]
 
-
-def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    head, *rest = path
-    if isinstance(value, dict):
-        return {k: (_replace(v, tuple(rest), new) if k == head else v) for k, v in value.items()}
-    return [(_replace(v, tuple(rest), new) if i == head else v) for i, v in enumerate(value)]
 
 
 def _appraise(token: bytes, media_type: str) -> None:
@@ -142,14 +129,14 @@ def test_the_base_tokens_are_appraised() -> None:
 @given(path=st.sampled_from(_paths(PSA_CLAIMS)), new=values)
 def test_any_psa_claim_replaced_by_any_value_is_not_a_malfunction(
         path: tuple[Any, ...], new: Any) -> None:
-    _appraise(_sign(_replace(PSA_CLAIMS, path, new)), PSA)
+    _appraise(_sign(replace_at(PSA_CLAIMS, path, new)), PSA)
 
 
 @FUZZ
 @given(path=st.sampled_from(_paths(EAT_CLAIMS)), new=values)
 def test_any_eat_claim_replaced_by_any_value_is_not_a_malfunction(
         path: tuple[Any, ...], new: Any) -> None:
-    _appraise(_sign(_replace(EAT_CLAIMS, path, new)), EAT)
+    _appraise(_sign(replace_at(EAT_CLAIMS, path, new)), EAT)
 
 
 @FUZZ
@@ -163,7 +150,7 @@ def test_any_extra_claim_is_not_a_malfunction(key: Any, new: Any, media_type: st
 @given(path=st.sampled_from(_paths(COSWID_MAP)), new=values)
 def test_any_coswid_field_replaced_by_any_value_is_not_a_malfunction(
         path: tuple[Any, ...], new: Any) -> None:
-    content = _dumps(cbor2.CBORTag(TAG_COSWID, _replace(COSWID_MAP, path, new)))
+    content = _dumps(cbor2.CBORTag(TAG_COSWID, replace_at(COSWID_MAP, path, new)))
     _appraise(_sign({**EAT_CLAIMS, 273: [[258, content]]}), EAT)
 
 
